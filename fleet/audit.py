@@ -1,0 +1,149 @@
+"""The audit of one host and of a fleet: connect, one probe exec, facts, checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paramiko
+
+from fleet.checks import run_checks
+from fleet.facts import host_facts
+from fleet.findings import UNREACHABLE, HostResult, host_status
+from fleet.hostkeys import KnownHosts
+from fleet.inventory import Host
+from fleet.playbook import Playbook
+from fleet.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_command, probe_script
+from fleet.runner import Progress, run_hosts
+from fleet.ssh import (
+    CommandTimeout,
+    Connection,
+    KeyCache,
+    SSHError,
+    SSHOptions,
+    connect,
+    known_hosts_files,
+    load_ssh_config,
+)
+
+SUDO_PASSWORD_HINTS = ("a password is required", "a terminal is required", "no tty present")
+
+
+@dataclass
+class AuditContext:
+    """What every host's audit shares: options, playbook, and caches loaded once per run."""
+
+    playbook: Playbook
+    ssh: SSHOptions
+    cpu_window: int = 5
+    host_timeout: float | None = None
+    keys: KeyCache = field(default_factory=KeyCache)
+    ssh_config: paramiko.SSHConfig | None = None
+    _known: dict[tuple[Path, ...], KnownHosts] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.ssh_config is None:
+            self.ssh_config = load_ssh_config(self.ssh.ssh_config)
+
+    def known_hosts(self, host: Host) -> KnownHosts:
+        files = tuple(known_hosts_files(host, self.ssh.known_hosts))
+        with self._lock:
+            if files not in self._known:
+                self._known[files] = KnownHosts.load(list(files))
+            return self._known[files]
+
+    def deadline(self, start: float) -> float:
+        """Per-host deadline: connect + the sample window + the command budget."""
+        budget = self.host_timeout or (
+            self.ssh.connect_timeout + self.cpu_window + self.ssh.command_timeout
+        )
+        return start + budget
+
+
+def probe_host(conn: Connection, host: Host, ctx: AuditContext, deadline: float) -> HostResult:
+    """Run the probe over an open connection (one exec) and judge the output."""
+    start = time.monotonic()
+    nonce = new_nonce()
+    cmd = probe_command(
+        nonce, host.fleet_root, ctx.cpu_window, ctx.playbook.extra_files, host.become
+    )
+    res = conn.run(cmd, probe_script().encode(), deadline)
+    result = HostResult(host.name, conn.endpoint.address, conn.endpoint.port, "error", None, 0.0)
+    if host.become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
+        result.error = "sudo -n needs a password (ansible_become is set): allow NOPASSWD for sh"
+        return result
+    try:
+        out = parse_probe_output(res.stdout, res.stderr, nonce, host.fleet_root)
+    except ProbeFormatError as exc:
+        tail = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else []
+        result.error = f"{exc} (rc {res.rc}{': ' + tail[0] if tail else ''})"
+        return result
+    facts = host_facts(out, host.cpus)
+    result.checks = run_checks(facts, ctx.playbook, ctx.cpu_window)
+    result.cpu = facts.cpu
+    result.kernel = facts.kernel
+    probe_error = None if out.complete else f"probe output incomplete (rc {res.rc})"
+    result.error = probe_error
+    result.status = host_status(result.checks, probe_error)
+    result.duration_s = time.monotonic() - start
+    return result
+
+
+def audit_host(host: Host, ctx: AuditContext) -> HostResult:
+    """Never raises for a host problem: unreachable and errors come back as results."""
+    start = time.monotonic()
+    deadline = ctx.deadline(start)
+    try:
+        conn = connect(host, ctx.ssh, ctx.known_hosts(host), ctx.keys, ctx.ssh_config, deadline)
+    except SSHError as exc:
+        return HostResult(
+            host.name, host.address, host.port, UNREACHABLE, str(exc), time.monotonic() - start
+        )
+    try:
+        result = probe_host(conn, host, ctx, deadline)
+    except CommandTimeout as exc:
+        result = HostResult(
+            host.name, conn.endpoint.address, conn.endpoint.port, "error", str(exc), 0.0
+        )
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        result = HostResult(
+            host.name,
+            conn.endpoint.address,
+            conn.endpoint.port,
+            "error",
+            f"connection lost: {exc}",
+            0.0,
+        )
+    finally:
+        conn.close()
+    result.duration_s = time.monotonic() - start
+    return result
+
+
+@dataclass
+class AuditRun:
+    started_at: str
+    finished_at: str
+    hosts: list[HostResult]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def audit_fleet(
+    hosts: list[Host], ctx: AuditContext, forks: int, progress: Progress | None = None
+) -> AuditRun:
+    started = utc_now()
+    results = run_hosts(
+        hosts,
+        lambda h: audit_host(h, ctx),
+        forks=forks,
+        progress=progress,
+        is_failure=lambda r: r.status in (UNREACHABLE, "error"),
+    )
+    return AuditRun(started, utc_now(), results)

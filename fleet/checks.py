@@ -1,0 +1,443 @@
+"""Checks: facts + playbook parameters -> Findings. Pure functions, one per contract check id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+from typing import Any
+
+from fleet.facts import (
+    HostFacts,
+    ini_commented_key,
+    lockdown_mode,
+    netdata_bool,
+    parse_bool_file,
+    parse_enabled_functions,
+    parse_ini,
+    parse_kprobes_list,
+    parse_netdata_version,
+    parse_set_event,
+)
+from fleet.findings import Finding
+from fleet.playbook import CheckSpec, Playbook
+from fleet.probe import FileRead
+
+CheckFn = Callable[[HostFacts, CheckSpec, dict[str, Any]], Finding]
+_REGISTRY: dict[str, CheckFn] = {}
+
+# Groups the kernel gives probe events when their definition names none.
+DEFAULT_PROBE_GROUPS = {"kprobes", "kretprobes", "uprobes", "eprobes", "fprobes", "tracepoints"}
+
+
+def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        _REGISTRY[check_id] = fn
+        return fn
+
+    return register
+
+
+def _finding(
+    spec: CheckSpec, status: str, summary: str, evidence: dict[str, Any] | None = None
+) -> Finding:
+    fix = spec.remediation.strip() if spec.remediation and status in ("fail", "warn") else None
+    return Finding(spec.id, status, spec.severity, summary, evidence or {}, fix)
+
+
+def _unreadable(read: FileRead, facts: HostFacts) -> str:
+    """Why a read failed, with the lockdown state when it explains EPERM."""
+    why = read.describe_error()
+    mode = lockdown_mode(facts.lockdown)
+    if read.errno == "EPERM" and mode and mode != "none":
+        why += f"; kernel lockdown is '{mode}'"
+    elif read.errno == "EACCES" and facts.uid not in (0, None):
+        why += f"; running as uid {facts.uid} (set ansible_become for sudo -n)"
+    return why
+
+
+def _instance_label(instance: str) -> str:
+    return "." if instance == "" else f"instances/{instance}"
+
+
+@check("tracing.set_event")
+def check_set_event(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
+    if not facts.tracefs:
+        return _finding(spec, "skip", "tracefs is not mounted (no /sys/kernel/tracing, no debugfs)")
+    allow = [str(a) for a in spec.params.get("allow", [])]
+    dynamic_groups = {e.group for e in facts.probe_events} | DEFAULT_PROBE_GROUPS
+    enabled: dict[str, list[str]] = {}
+    allowed: dict[str, list[str]] = {}
+    errors: list[str] = []
+    for instance, read in sorted(facts.set_event.items()):
+        if not read.ok:
+            if not read.absent:
+                errors.append(_unreadable(read, facts))
+            continue
+        label = _instance_label(instance)
+        for ev in parse_set_event(read.text or ""):
+            group = ev.split(":", 1)[0]
+            if group in dynamic_groups:
+                continue  # left to tracing.probe_events
+            if any(fnmatchcase(ev, pat) for pat in allow):
+                allowed.setdefault(label, []).append(ev)
+            else:
+                enabled.setdefault(label, []).append(ev)
+    evidence: dict[str, Any] = {"tracefs": facts.tracefs, "enabled": enabled}
+    if allowed:
+        evidence["allowed"] = allowed
+    if errors:
+        evidence["errors"] = errors
+    total = sum(len(v) for v in enabled.values())
+    if total:
+        where = ", ".join(f"{k}: {len(v)}" for k, v in enabled.items())
+        first = next(iter(enabled.values()))[:3]
+        return _finding(
+            spec,
+            "fail",
+            f"{total} tracepoint event(s) enabled ({where}), e.g. {', '.join(first)}",
+            evidence,
+        )
+    if errors:
+        return _finding(spec, "error", f"set_event unreadable: {errors[0]}", evidence)
+    return _finding(spec, "pass", "no tracepoint events enabled", evidence)
+
+
+@check("tracing.probe_events")
+def check_probe_events(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
+    if not facts.tracefs:
+        return _finding(spec, "skip", "tracefs is not mounted")
+    reads = facts.probe_defs
+    if reads and all(r.absent for r in reads.values()):
+        return _finding(spec, "skip", "no kprobe/uprobe/dynamic_events files (not built in)")
+    errors = [_unreadable(r, facts) for r in reads.values() if not r.ok and not r.absent]
+    events = []
+    enabled_names = []
+    unknown = []
+    for ev in facts.probe_events:
+        states = facts.event_enable.get(ev.name, {})
+        on = sorted(_instance_label(i) for i, v in states.items() if v)
+        if on:
+            enabled_names.append(ev.name)
+        elif not states or any(v is None for v in states.values()):
+            unknown.append(ev.name)
+        events.append(
+            {
+                "name": ev.name,
+                "kind": ev.kind,
+                "target": ev.target,
+                "defined_in": ev.source,
+                "enabled_in": on,
+            }
+        )
+    evidence: dict[str, Any] = {"events": events}
+    if errors:
+        evidence["errors"] = errors
+    if enabled_names:
+        return _finding(
+            spec,
+            "fail",
+            f"{len(enabled_names)} probe event(s) enabled: {', '.join(enabled_names[:5])}",
+            evidence,
+        )
+    if errors and not events:
+        return _finding(spec, "error", f"probe event files unreadable: {errors[0]}", evidence)
+    if unknown:
+        evidence["enable_unknown"] = unknown
+    if events:
+        return _finding(
+            spec,
+            "warn",
+            f"{len(events)} probe event(s) defined but disabled: "
+            f"{', '.join(e['name'] for e in events[:5])}",
+            evidence,
+        )
+    return _finding(spec, "pass", "no dynamic probe events defined", evidence)
+
+
+@check("kprobes.registered")
+def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
+    hot = {str(h) for h in spec.params.get("hot_functions", [])}
+    lst = facts.kprobes_list
+    if lst is None or lst.absent:
+        if not facts.debugfs:
+            return _finding(
+                spec,
+                "skip",
+                "debugfs is not mounted: kprobes/list is not visible "
+                "(registered kprobes still cost CPU; the audit never mounts)",
+            )
+        return _finding(
+            spec, "skip", "no kprobes/list under debugfs (kernel without CONFIG_KPROBES)"
+        )
+    if not lst.ok:
+        return _finding(spec, "error", f"kprobes/list unreadable: {_unreadable(lst, facts)}")
+    entries = parse_kprobes_list(lst.text or "")
+    en = facts.kprobes_enabled
+    armed = parse_bool_file(en.text or "") if en is not None and en.ok else None
+    evidence: dict[str, Any] = {
+        "enabled": armed,
+        "entries": [
+            {
+                "type": e.type,
+                "symbol": e.symbol,
+                "offset": e.offset,
+                "module": e.module,
+                "flags": list(e.flags),
+                "hot": e.symbol in hot,
+            }
+            for e in entries
+        ],
+    }
+    live = [e for e in entries if e.armed_candidate]
+    hot_live = sorted({e.symbol for e in live if e.symbol in hot})
+    if not entries:
+        return _finding(spec, "pass", "no kprobes registered", evidence)
+    if armed is None and live:
+        why = _unreadable(en, facts) if en is not None else "kprobes/enabled missing"
+        evidence["enabled_error"] = why
+        return _finding(
+            spec, "error", f"{len(live)} kprobe(s) registered, armed state unknown: {why}", evidence
+        )
+    if armed and live:
+        n_ret = sum(e.type == "r" for e in live)
+        kinds = f"{n_ret} kretprobe(s), {len(live) - n_ret} kprobe(s)"
+        hot_text = f"; on hot paths: {', '.join(hot_live)}" if hot_live else ""
+        return _finding(spec, "fail", f"{len(live)} armed: {kinds}{hot_text}", evidence)
+    if armed is False:
+        return _finding(
+            spec,
+            "warn",
+            f"kprobes globally disarmed but {len(entries)} still registered "
+            "(re-arming brings them back)",
+            evidence,
+        )
+    return _finding(
+        spec, "pass", f"{len(entries)} kprobe(s) registered, all disabled or gone", evidence
+    )
+
+
+def _netdata_config(facts: HostFacts) -> tuple[bool | None, str]:
+    """Whether netdata.conf turns the eBPF plugin on, and how that was decided."""
+    plugins_installed = [
+        p
+        for p in facts.netdata_plugins
+        if p.endswith("/ebpf.plugin") or p.endswith("/ebpf-go.plugin")
+    ]
+    conf = facts.netdata_conf
+    text = conf.text if conf is not None and conf.ok else ""
+    section = parse_ini(text or "").get("plugins", {})
+    decisions = []
+    on = False
+    for key in ("ebpf", "ebpf-go"):
+        if not any(p.endswith(f"/{key}.plugin") for p in plugins_installed) and key not in section:
+            continue
+        if key in section:
+            value = netdata_bool(section[key])
+            decisions.append(f"[plugins] {key} = {section[key]}")
+            on |= bool(value)
+        else:
+            default = netdata_bool(section.get("enable running new plugins", "yes"))
+            commented = " (commented)" if ini_commented_key(text or "", "plugins", key) else ""
+            decisions.append(
+                f"[plugins] {key} absent{commented}: runs by default "
+                f"(enable running new plugins = {'yes' if default else 'no'})"
+            )
+            on |= bool(default)
+    return on, "; ".join(decisions) or "no eBPF plugin installed and no [plugins] ebpf key"
+
+
+@check("netdata.ebpf")
+def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
+    running = sorted(
+        pid for pid, comm in facts.processes.items() if comm in ("ebpf.plugin", "ebpf-go.plugin")
+    )
+    if not facts.netdata_installed() and not running:
+        return _finding(spec, "skip", "netdata is not installed")
+    conf = facts.netdata_conf
+    if conf is not None and not conf.ok:
+        return _finding(spec, "error", f"netdata.conf unreadable: {_unreadable(conf, facts)}")
+    on, how = _netdata_config(facts)
+    evidence: dict[str, Any] = {
+        "netdata_conf": facts.netdata_conf_path,
+        "setting": how,
+        "plugins": facts.netdata_plugins,
+        "ebpf_plugin_pids": running,
+        "version": facts.netdata_version_text,
+    }
+    if facts.ebpf_conf is not None and facts.ebpf_conf.ok:
+        progs = parse_ini(facts.ebpf_conf.text or "").get("ebpf programs", {})
+        evidence["ebpf_d_conf"] = facts.ebpf_conf_path
+        evidence["programs_on"] = sorted(k for k, v in progs.items() if netdata_bool(v))
+    if on:
+        state = f"running (pid {', '.join(map(str, running))})" if running else "not running now"
+        return _finding(
+            spec, "fail", f"eBPF plugin configured on ({how}); ebpf.plugin {state}", evidence
+        )
+    if running:
+        return _finding(
+            spec,
+            "warn",
+            f"eBPF configured off but ebpf.plugin still running "
+            f"(pid {', '.join(map(str, running))}): restart netdata",
+            evidence,
+        )
+    return _finding(spec, "pass", f"eBPF plugin off ({how})", evidence)
+
+
+def _version_tuple(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in str(text).split(".")] + [0, 0, 0]
+    return parts[0], parts[1], parts[2]
+
+
+@check("netdata.version")
+def check_netdata_version(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
+    if not facts.netdata_installed():
+        return _finding(spec, "skip", "netdata is not installed")
+    minimum = _version_tuple(spec.params.get("min_version", "1.37.0"))
+    version = parse_netdata_version(facts.netdata_version_text or "")
+    evidence: dict[str, Any] = {
+        "version": facts.netdata_version_text,
+        "binary": facts.netdata_binary,
+        "min_version": ".".join(map(str, minimum)),
+    }
+    if version is None:
+        return _finding(
+            spec, "skip", "netdata version unknown (netdata -v not available)", evidence
+        )
+    on, _ = _netdata_config(facts)
+    vtext = ".".join(map(str, version))
+    if on and version < minimum:
+        return _finding(
+            spec,
+            "warn",
+            f"netdata {vtext} with eBPF on is older than {evidence['min_version']}",
+            evidence,
+        )
+    return _finding(spec, "pass", f"netdata {vtext}" + ("" if on else " (eBPF off)"), evidence)
+
+
+@check("bpf.tracing_programs")
+def check_bpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
+    allow = {str(a) for a in spec.params.get("allow_owners", [])}
+    evidence: dict[str, Any] = {"source": facts.bpf_source}
+    trampolines: list[str] = []
+    ef = facts.enabled_functions
+    if ef is not None and ef.ok:
+        trampolines = sorted(
+            f.name for f in parse_enabled_functions(ef.text or "") if f.owner == "bpf-trampoline"
+        )
+        if trampolines:
+            evidence["fentry_trampolines"] = trampolines
+    elif ef is not None and not ef.absent:
+        evidence["enabled_functions_error"] = _unreadable(ef, facts)
+    if facts.bpf_source is None:
+        if trampolines:
+            return _finding(
+                spec,
+                "warn",
+                f"BPF trampolines on {', '.join(trampolines[:5])} "
+                f"(programs not listable: {facts.bpf_error})",
+                evidence,
+            )
+        return _finding(spec, "skip", facts.bpf_error or "no bpftool and no /proc fdinfo", evidence)
+    tracing = [p for p in facts.bpf_programs if p.tracing]
+    shown = [p for p in tracing if not p.owners or not all(c in allow for _, c in p.owners)]
+    evidence["programs"] = [
+        {
+            "id": p.id,
+            "type": p.type,
+            "name": p.name,
+            "owners": [{"pid": pid, "comm": comm} for pid, comm in p.owners],
+        }
+        for p in tracing
+    ]
+    if shown:
+        owners = sorted({f"{comm or '?'}({pid})" for p in shown for pid, comm in p.owners})
+        types = sorted({p.type for p in shown})
+        return _finding(
+            spec,
+            "warn",
+            f"{len(shown)} tracing program(s) ({', '.join(types)}) loaded"
+            f"{' by ' + ', '.join(owners[:4]) if owners else ''}",
+            evidence,
+        )
+    if trampolines:
+        return _finding(spec, "warn", f"BPF trampolines on {', '.join(trampolines[:5])}", evidence)
+    return _finding(
+        spec,
+        "pass",
+        "no BPF tracing programs loaded" + (" (allowed owners only)" if tracing else ""),
+        evidence,
+    )
+
+
+@check("cpu.system")
+def check_cpu(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
+    window = ctx.get("cpu_window", 0)
+    if not window:
+        return _finding(spec, "skip", "CPU not sampled (--cpu-window 0)")
+    if facts.cpu is None:
+        return _finding(spec, "error", f"CPU sample failed: {facts.cpu_error or 'no /proc/stat'}")
+    threshold = float(spec.params.get("threshold_pct", 25))
+    c = facts.cpu
+    evidence = {
+        "system_pct": c.system_pct,
+        "user_pct": c.user_pct,
+        "busy_pct": c.busy_pct,
+        "cpus": c.cpus,
+        "window_s": window,
+        "threshold_pct": threshold,
+    }
+    hottest = sorted(c.per_cpu, key=lambda s: s.system_pct, reverse=True)[:3]
+    if hottest:
+        evidence["hottest_cpus"] = [{"cpu": s.cpu, "system_pct": s.system_pct} for s in hottest]
+    text = f"system {c.system_pct:.1f}% / user {c.user_pct:.1f}% of {c.cpus} CPU(s) over {window}s"
+    if c.system_pct > threshold:
+        return _finding(spec, "fail", f"{text} (threshold {threshold:g}%)", evidence)
+    return _finding(spec, "pass", text, evidence)
+
+
+def check_file(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
+    """A playbook-defined check on one remote file: equals / empty / ini key equals."""
+    assert spec.path is not None and spec.test is not None
+    read = facts.files.get(spec.path) or FileRead(spec.path, errno="ENOENT", message="not read")
+    evidence: dict[str, Any] = {"path": spec.path, "test": spec.test}
+    if read.absent:
+        st = spec.when_absent
+        return _finding(spec, st, f"{spec.path} does not exist", evidence)
+    if not read.ok:
+        return _finding(spec, "error", f"unreadable: {_unreadable(read, facts)}", evidence)
+    text = read.text or ""
+    if "equals" in spec.test:
+        want = str(spec.test["equals"]).strip()
+        got = text.strip()
+        evidence["value"] = got
+        ok = got == want
+        msg = f"{spec.path} = {got!r}" + ("" if ok else f", expected {want!r}")
+    elif "empty" in spec.test:
+        got_lines = [line for line in text.splitlines() if line.strip()]
+        evidence["lines"] = got_lines[:20]
+        ok = not got_lines if spec.test["empty"] else bool(got_lines)
+        msg = f"{spec.path} has {len(got_lines)} non-empty line(s)"
+    else:
+        ini = spec.test["ini"]
+        section, key = str(ini["section"]).lower(), str(ini["key"]).lower()
+        value = parse_ini(text).get(section, {}).get(key)
+        evidence["value"] = value
+        want = str(ini["equals"]).strip()
+        ok = value is not None and value.strip().lower() == want.lower()
+        msg = f"[{section}] {key} = {value!r}" + ("" if ok else f", expected {want!r}")
+    return _finding(spec, "pass" if ok else "fail", msg, evidence)
+
+
+def run_checks(facts: HostFacts, playbook: Playbook, cpu_window: int) -> list[Finding]:
+    """Every check of the playbook on one host's facts; a crashing check becomes an error."""
+    ctx = {"cpu_window": cpu_window}
+    findings = []
+    for spec in playbook.checks:
+        fn = check_file if spec.path else _REGISTRY[spec.id]
+        try:
+            findings.append(fn(facts, spec, ctx))
+        except (ValueError, KeyError, TypeError) as exc:
+            findings.append(_finding(spec, "error", f"could not evaluate: {exc}"))
+    return findings

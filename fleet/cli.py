@@ -1,0 +1,254 @@
+"""Command line: argument parsing and exit codes only; the work happens in the modules."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fleet import __version__
+from fleet.errors import UsageError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _cpu_window(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (skip) or at least 1 second")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+def _add_target_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-i",
+        "--inventory",
+        type=Path,
+        help="Ansible-style YAML inventory ($FLEET_INVENTORY, else inventory/hosts.yml)",
+    )
+    p.add_argument(
+        "--limit",
+        action="append",
+        metavar="PATTERN",
+        help="hosts or groups: wildcards, ',' or ':' to join, '!x' exclude, '&x' intersect",
+    )
+    p.add_argument(
+        "--playbook", type=Path, help="checks to run (default playbooks/kernel-tracing.yml)"
+    )
+    p.add_argument(
+        "-f", "--forks", type=_positive_int, default=20, help="hosts at once (default 20)"
+    )
+    p.add_argument(
+        "--cpu-window",
+        type=_cpu_window,
+        default=5,
+        metavar="SECONDS",
+        help="seconds between the two /proc/stat samples (default 5; 0 skips)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="TCP connect + SSH handshake + auth, per attempt (default 10)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="per-host deadline for everything (default connect timeout + window + 60)",
+    )
+    p.add_argument(
+        "--known-hosts",
+        type=Path,
+        metavar="FILE",
+        help="known_hosts file checked before fleet_known_hosts and ~/.ssh/known_hosts",
+    )
+    p.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="record unknown host keys (like StrictHostKeyChecking=accept-new); "
+        "a changed key is always refused",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleet",
+        description="Find, fix and prove the fix of kernel-tracing overhead, fleet-wide, over SSH.",
+    )
+    parser.add_argument("--version", action="version", version=f"fleet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    audit = sub.add_parser(
+        "audit",
+        help="read-only audit of every host, one SSH exec per host",
+        description="Read-only audit: tracepoints, kprobes, probe events, "
+        "netdata eBPF, BPF programs and system CPU, every host in one round trip.",
+    )
+    _add_target_options(audit)
+    audit.add_argument("-v", "--verbose", action="store_true", help="each check's evidence and fix")
+    audit.add_argument("--json", action="store_true", help="machine-readable output (schema 1)")
+    audit.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the output to FILE")
+    group = audit.add_mutually_exclusive_group()
+    group.add_argument(
+        "--group",
+        dest="group",
+        action="store_true",
+        default=None,
+        help="one row per group of hosts with identical findings",
+    )
+    group.add_argument("--no-group", dest="group", action="store_false", help="one row per host")
+    audit.add_argument("--no-color", action="store_true", help="no ANSI colors (also NO_COLOR=1)")
+
+    lab = sub.add_parser("lab", help="local lab fleet: one real sshd on loopback + host trees")
+    lab.add_argument("action", choices=["up", "down", "status"])
+    lab.add_argument("--hosts", type=_positive_int, default=6, help="number of hosts (default 6)")
+    lab.add_argument(
+        "--scenario",
+        default="mixed",
+        help="mixed (one of each, cycling) or one scenario for every host",
+    )
+    lab.add_argument("--state-dir", type=Path, help="lab state ($FLEET_LAB_DIR, else .lab)")
+    lab.add_argument(
+        "--inventory-out",
+        type=Path,
+        default=Path("inventory/lab.yml"),
+        help="where to write the lab inventory (default inventory/lab.yml)",
+    )
+    lab.add_argument("--no-cpu-model", action="store_true", help="static /proc/stat files")
+    return parser
+
+
+def _write_output(text: str, path: Path | None) -> None:
+    if path is None:
+        sys.stdout.write(text)
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
+    print(f"fleet: wrote {path}", file=sys.stderr)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from fleet.audit import AuditContext, audit_fleet
+    from fleet.findings import exit_code
+    from fleet.inventory import default_inventory_path, load_inventory
+    from fleet.playbook import default_playbook_path, load_playbook
+    from fleet.runner import Progress
+    from fleet.ssh import SSHOptions
+
+    inventory = load_inventory(args.inventory or default_inventory_path())
+    hosts = inventory.select(args.limit)
+    playbook_path = args.playbook or default_playbook_path()
+    playbook = load_playbook(playbook_path)
+    if args.known_hosts and not args.known_hosts.exists() and not args.accept_new_host_keys:
+        raise UsageError(f"{args.known_hosts}: no such known_hosts file")
+    ctx = AuditContext(
+        playbook=playbook,
+        ssh=SSHOptions(
+            connect_timeout=args.connect_timeout,
+            known_hosts=args.known_hosts,
+            accept_new_host_keys=args.accept_new_host_keys,
+        ),
+        cpu_window=args.cpu_window,
+        host_timeout=args.timeout,
+    )
+    run = audit_fleet(hosts, ctx, args.forks, Progress(len(hosts)))
+    if args.json:
+        from fleet.render.json_out import audit_document, render_json
+
+        text = render_json(audit_document(run, "audit", str(playbook_path)))
+    else:
+        from fleet.render.table import render_table, render_verbose
+
+        color = (
+            args.output is None
+            and sys.stdout.isatty()
+            and not args.no_color
+            and not os.environ.get("NO_COLOR")
+        )
+        text = render_verbose(run.hosts, color) if args.verbose else ""
+        text += render_table(run.hosts, group=args.group, color=color)
+    _write_output(text, args.output)
+    return exit_code([h.status for h in run.hosts])
+
+
+def _lab_dir(args: argparse.Namespace) -> Path:
+    return args.state_dir or Path(os.environ.get("FLEET_LAB_DIR") or ".lab")
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from fleet import lab
+
+    state = _lab_dir(args)
+    if args.action == "up":
+        info = lab.up(
+            state,
+            hosts=args.hosts,
+            scenario=args.scenario,
+            inventory_out=args.inventory_out,
+            cpu_model=not args.no_cpu_model,
+        )
+        print(
+            f"lab up: {len(info.hosts)} hosts behind sshd pid {info.sshd_pid} on "
+            f"{info.address}:{info.port}"
+        )
+        print(f"inventory: {args.inventory_out}")
+        print(f"try: fleet audit -i {args.inventory_out}")
+        return 0
+    if args.action == "down":
+        stopped = lab.down(state)
+        print("lab down" if stopped else f"no lab running in {state}")
+        return 0
+    st = lab.status(state)
+    for key, value in st.items():
+        print(f"{key}: {value}")
+    return 0 if st.get("running") else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"audit": cmd_audit, "lab": cmd_lab}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"fleet: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fleet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""Typed facts parsed from probe output. Pure functions: text in, dataclasses out."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from fleet.cpu import CpuFigures, cpu_between, parse_proc_stat
+from fleet.probe import FileRead, ProbeOutput
+
+
+# ---------------------------------------------------------------- tracefs: set_event, events
+def parse_set_event(text: str) -> list[str]:
+    """`set_event`: one `subsystem:event` per line; empty means nothing enabled."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class ProbeEvent:
+    """One dynamic event definition from kprobe_events / uprobe_events / dynamic_events."""
+
+    kind: str  # p (probe), r (return), f (fprobe), t (tprobe), e (eprobe), s (synthetic)...
+    group: str
+    event: str
+    target: str  # symbol[+off], /path:0xoffset, or the eprobe's source
+    source: str  # which file defined it
+    maxactive: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}/{self.event}"
+
+
+_DEF_RE = re.compile(
+    r"^(?P<kind>[a-z])(?P<max>\d*):(?P<group>[^/\s]+)/(?P<event>\S+)\s*(?P<rest>.*)$"
+)
+
+
+def parse_probe_events(text: str, source: str) -> list[ProbeEvent]:
+    """Lines like `p:kprobes/x tcp_sendmsg`, `r10:kprobes/y tcp_cleanup_rbuf`, uprobes alike."""
+    events = []
+    for line in text.splitlines():
+        m = _DEF_RE.match(line.strip())
+        if not m:
+            continue
+        rest = m["rest"].split()
+        events.append(
+            ProbeEvent(
+                kind=m["kind"],
+                group=m["group"],
+                event=m["event"],
+                target=rest[0] if rest else "",
+                source=source,
+                maxactive=int(m["max"]) if m["max"] else None,
+            )
+        )
+    return events
+
+
+# ---------------------------------------------------------------- kprobes/list
+@dataclass(frozen=True)
+class KprobeEntry:
+    address: str
+    type: str  # k (kprobe) or r (kretprobe)
+    symbol: str
+    offset: int
+    module: str | None
+    flags: tuple[str, ...]
+
+    @property
+    def armed_candidate(self) -> bool:
+        """Costs CPU when kprobes are globally armed: not per-probe disabled, not gone."""
+        return "DISABLED" not in self.flags and "GONE" not in self.flags
+
+
+_KPROBE_RE = re.compile(
+    r"^(?P<addr>[0-9a-fA-F]+)\s+(?P<type>[kr])\s+(?P<sym>\S+?)\+0x(?P<off>[0-9a-fA-F]+)"
+    r"(?P<tail>.*)$"
+)
+
+
+def parse_kprobes_list(text: str) -> list[KprobeEntry]:
+    """`/sys/kernel/debug/kprobes/list` (kernel report_probe): addr  k|r  sym+0xoff  [mod] flags."""
+    entries = []
+    for line in text.splitlines():
+        m = _KPROBE_RE.match(line.strip())
+        if not m:
+            continue
+        tail = m["tail"]
+        flags = tuple(re.findall(r"\[(\w+)\]", tail))
+        module = re.sub(r"\[\w+\]", "", tail).strip() or None
+        entries.append(
+            KprobeEntry(m["addr"], m["type"], m["sym"], int(m["off"], 16), module, flags)
+        )
+    return entries
+
+
+def parse_bool_file(text: str) -> bool | None:
+    """Kernel boolean files read `1\\n`/`0\\n` (kprobes/enabled, tracing_on)."""
+    value = text.strip()
+    return {"1": True, "0": False, "Y": True, "N": False}.get(value)
+
+
+# ---------------------------------------------------------------- enabled_functions
+@dataclass(frozen=True)
+class FtraceFunction:
+    name: str
+    refcount: int
+    flags: tuple[str, ...]  # R (saves regs), I (ip modify), D (direct call), ...
+    handler: str | None  # the trampoline's handler, e.g. kprobe_ftrace_handler
+    direct: str | None  # direct call target, e.g. bpf_trampoline_6442516263
+
+    @property
+    def owner(self) -> str:
+        if self.direct and self.direct.startswith("bpf_trampoline"):
+            return "bpf-trampoline"
+        if self.handler and "kprobe" in self.handler:
+            return "kprobe"
+        return "ftrace"
+
+
+_FUNC_RE = re.compile(r"^(?P<name>\S+) \((?P<count>\d+)\)(?P<flags>[^\t]*)(?:\t(?P<rest>.*))?$")
+
+
+def parse_enabled_functions(text: str) -> list[FtraceFunction]:
+    """`enabled_functions`: `func (N) R I D  \\ttramp: ... (handler)` + `\\tdirect-->target`."""
+    funcs: list[FtraceFunction] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("direct-->") and funcs:
+            last = funcs[-1]
+            target = stripped[len("direct-->") :].split("+", 1)[0].strip()
+            funcs[-1] = FtraceFunction(last.name, last.refcount, last.flags, last.handler, target)
+            continue
+        m = _FUNC_RE.match(line.rstrip("\n"))
+        if not m:
+            continue
+        rest = m["rest"] or ""
+        handler = None
+        hm = re.search(r"\(([^)+\s]+)", rest)
+        if hm:
+            handler = hm.group(1)
+        direct = None
+        dm = re.search(r"direct-->\s*(\S+)", rest)
+        if dm:
+            direct = dm.group(1).split("+", 1)[0]
+        funcs.append(
+            FtraceFunction(m["name"], int(m["count"]), tuple(m["flags"].split()), handler, direct)
+        )
+    return funcs
+
+
+# ---------------------------------------------------------------- netdata
+def parse_ini(text: str) -> dict[str, dict[str, str]]:
+    """netdata's ini dialect: `[section]`, `key = value`; `#`/`;` lines are comments.
+
+    Keys keep their inner spaces (`ebpf load mode`); sections and keys compare lower-case.
+    """
+    sections: dict[str, dict[str, str]] = {}
+    current = sections.setdefault("", {})
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1].strip().lower(), {})
+            continue
+        key, sep, value = line.partition("=")
+        if sep:
+            current[key.strip().lower()] = value.strip()
+    return sections
+
+
+def ini_commented_key(text: str, section: str, key: str) -> bool:
+    """True when `key` appears only commented out in `section` (netdata ships defaults so)."""
+    current = ""
+    pattern = re.compile(r"^[#;]\s*" + re.escape(key) + r"\s*=", re.IGNORECASE)
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip().lower()
+        elif current == section and pattern.match(line):
+            return True
+    return False
+
+
+_TRUE = {"yes", "true", "on", "1", "auto"}
+_FALSE = {"no", "false", "off", "0"}
+
+
+def netdata_bool(value: str) -> bool | None:
+    v = value.strip().lower()
+    return True if v in _TRUE else False if v in _FALSE else None
+
+
+_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_netdata_version(text: str) -> tuple[int, int, int] | None:
+    """`netdata v1.36.1`, `netdata v1.36.1-123-nightly`, `netdata 1.37.1` -> (1, 36, 1)."""
+    for token in text.split():
+        m = _VERSION_RE.match(token)
+        if m and token.lower() != "netdata":
+            return int(m[1]), int(m[2]), int(m[3] or 0)
+    return None
+
+
+# ---------------------------------------------------------------- BPF programs
+TRACING_PROG_TYPES = {"kprobe", "tracing", "tracepoint", "raw_tracepoint", "perf_event"}
+# bpf_prog_type numbers as fdinfo prints them (include/uapi/linux/bpf.h).
+PROG_TYPE_BY_NUMBER = {
+    "1": "socket_filter",
+    "2": "kprobe",
+    "3": "sched_cls",
+    "4": "sched_act",
+    "5": "tracepoint",
+    "6": "xdp",
+    "7": "perf_event",
+    "8": "cgroup_skb",
+    "9": "cgroup_sock",
+    "17": "raw_tracepoint",
+    "26": "tracing",
+    "29": "lsm",
+    "31": "syscall",
+}
+
+
+@dataclass(frozen=True)
+class BpfProgram:
+    id: int | None
+    type: str
+    name: str
+    owners: tuple[tuple[int, str], ...]  # (pid, comm)
+
+    @property
+    def tracing(self) -> bool:
+        return self.type in TRACING_PROG_TYPES
+
+
+def parse_bpftool_progs(text: str) -> list[BpfProgram]:
+    """`bpftool prog show --json`: a JSON array of program objects."""
+    data = json.loads(text or "[]")
+    if not isinstance(data, list):
+        raise ValueError("bpftool prog show --json did not return a list")
+    progs = []
+    for p in data:
+        owners = tuple(
+            (int(o.get("pid", 0)), str(o.get("comm", ""))) for o in p.get("pids", []) or []
+        )
+        progs.append(
+            BpfProgram(p.get("id"), str(p.get("type", "")), str(p.get("name", "")), owners)
+        )
+    return progs
+
+
+def bpf_from_fdinfo(
+    entries: list[tuple[int, dict[str, str]]], comms: dict[int, str]
+) -> list[BpfProgram]:
+    """Programs seen as fds in /proc/PID/fdinfo (one per prog_id, owners merged)."""
+    by_id: dict[str, tuple[str, list[tuple[int, str]]]] = {}
+    for pid, fields in entries:
+        if "prog_type" not in fields:
+            continue
+        key = fields.get("prog_id") or f"{pid}:{fields.get('prog_tag', '')}"
+        ptype = PROG_TYPE_BY_NUMBER.get(fields["prog_type"], f"type{fields['prog_type']}")
+        owners = by_id.setdefault(key, (ptype, []))[1]
+        if (pid, comms.get(pid, "")) not in owners:
+            owners.append((pid, comms.get(pid, "")))
+    return [
+        BpfProgram(int(k) if k.isdigit() else None, t, "", tuple(o)) for k, (t, o) in by_id.items()
+    ]
+
+
+# ---------------------------------------------------------------- the whole host
+@dataclass
+class Read:
+    """A parsed value, or why it could not be had (absent vs unreadable kept apart)."""
+
+    value: object = None
+    error: str | None = None  # "EPERM ..." etc.: unreadable, never "empty"
+    absent: bool = False
+
+
+@dataclass
+class HostFacts:
+    uid: int | None
+    kernel: str | None
+    lockdown: str | None
+    apparmor: bool | None
+    tracefs: str | None
+    debugfs: str | None
+    set_event: dict[str, FileRead]  # instance ("" = top) -> read
+    probe_defs: dict[str, FileRead]  # kprobe_events / uprobe_events / dynamic_events
+    probe_events: list[ProbeEvent]
+    event_enable: dict[str, dict[str, bool | None]]  # "grp/event" -> instance -> enabled
+    kprobes_enabled: FileRead | None
+    kprobes_list: FileRead | None
+    enabled_functions: FileRead | None
+    netdata_conf: FileRead | None
+    netdata_conf_path: str | None
+    ebpf_conf: FileRead | None
+    ebpf_conf_path: str | None
+    netdata_binary: str | None
+    netdata_version_text: str | None
+    netdata_plugins: list[str]
+    processes: dict[int, str]
+    bpf_source: str | None  # "bpftool", "fdinfo" or None
+    bpf_programs: list[BpfProgram]
+    bpf_error: str | None
+    cpu: CpuFigures | None
+    cpu_error: str | None
+    files: dict[str, FileRead] = field(default_factory=dict)
+
+    def netdata_installed(self) -> bool:
+        return bool(self.netdata_binary or self.netdata_plugins or self.netdata_conf)
+
+
+def _first_present(
+    reads: dict[str, FileRead], paths: list[str]
+) -> tuple[FileRead | None, str | None]:
+    """The first path that exists (readable or not): netdata's lookup order."""
+    for p in paths:
+        r = reads.get(p)
+        if r is not None and not r.absent:
+            return r, p
+    return None, None
+
+
+NETDATA_CONF_PATHS = ["/etc/netdata/netdata.conf", "/opt/netdata/etc/netdata/netdata.conf"]
+# First file found is used alone (no merge): user dir, legacy name, stock dir (reference 2.2).
+EBPF_CONF_PATHS = [
+    "/etc/netdata/ebpf.d.conf",
+    "/etc/netdata/ebpf.conf",
+    "/usr/lib/netdata/conf.d/ebpf.d.conf",
+    "/usr/lib/netdata/conf.d/ebpf.conf",
+    "/opt/netdata/etc/netdata/ebpf.d.conf",
+    "/opt/netdata/etc/netdata/ebpf.conf",
+    "/opt/netdata/usr/lib/netdata/conf.d/ebpf.d.conf",
+    "/opt/netdata/usr/lib/netdata/conf.d/ebpf.conf",
+]
+
+
+def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFacts:
+    """Build every fact the checks need from one probe run."""
+    f = out.files
+    tracefs = out.env.get("tracefs", "-")
+    tracefs = None if tracefs in ("-", "") else tracefs
+    debugfs = out.env.get("debugfs", "-")
+    debugfs = None if debugfs in ("-", "") else debugfs
+    kdir = f"{debugfs or '/sys/kernel/debug'}/kprobes"
+
+    set_event: dict[str, FileRead] = {}
+    probe_defs: dict[str, FileRead] = {}
+    if tracefs:
+        inst_prefix = f"{tracefs}/instances/"
+        for path, read in f.items():
+            if path == f"{tracefs}/set_event":
+                set_event[""] = read
+            elif path.startswith(inst_prefix) and path.endswith("/set_event"):
+                set_event[path[len(inst_prefix) : -len("/set_event")]] = read
+        for name in ("kprobe_events", "uprobe_events", "dynamic_events"):
+            probe_defs[name] = out.file(f"{tracefs}/{name}")
+
+    seen: dict[str, ProbeEvent] = {}
+    for name, read in probe_defs.items():
+        if read.ok:
+            for ev in parse_probe_events(read.text or "", name):
+                seen.setdefault(ev.name, ev)
+    event_enable: dict[str, dict[str, bool | None]] = {}
+    if tracefs:
+        for path, read in out.enables.items():
+            rel = path[len(tracefs) + 1 :]
+            instance = ""
+            if rel.startswith("instances/"):
+                instance, rel = rel[len("instances/") :].split("/", 1)
+            ev = rel.removeprefix("events/").removesuffix("/enable")
+            event_enable.setdefault(ev, {})[instance] = (
+                parse_bool_file(read.text or "") if read.ok else None
+            )
+
+    def opt(path: str) -> str | None:
+        r = f.get(path)
+        return r.text.strip() if r is not None and r.ok and r.text is not None else None
+
+    netdata_conf, netdata_conf_path = _first_present(f, NETDATA_CONF_PATHS)
+    ebpf_conf, ebpf_conf_path = _first_present(f, EBPF_CONF_PATHS)
+    nd_cmd = out.commands.get("netdata_version")
+
+    bpf_source: str | None = None
+    bpf_programs: list[BpfProgram] = []
+    bpf_error: str | None = None
+    if "bpftool_prog" in out.commands:
+        run = out.commands["bpftool_prog"]
+        if run.rc == 0:
+            try:
+                bpf_programs = parse_bpftool_progs(run.stdout)
+                bpf_source = "bpftool"
+            except ValueError as exc:
+                bpf_error = f"bpftool output unparsable: {exc}"
+        else:
+            bpf_error = f"bpftool failed (rc {run.rc}): {run.stderr.strip() or run.stdout.strip()}"
+    elif out.fdinfo is not None:
+        uid = out.env.get("uid")
+        if uid == "0":
+            bpf_programs = bpf_from_fdinfo(out.fdinfo, out.procs)
+            bpf_source = "fdinfo"
+        else:
+            bpf_error = f"no bpftool, and /proc/*/fdinfo of other users needs root (uid {uid})"
+
+    cpu = None
+    cpu_error = None
+    if out.stat1 is not None or out.stat2 is not None:
+        try:
+            cpu = cpu_between(
+                parse_proc_stat(out.stat1 or ""), parse_proc_stat(out.stat2 or ""), cpus
+            )
+        except ValueError as exc:
+            cpu_error = str(exc)
+
+    uid_text = out.env.get("uid", "")
+    apparmor = opt("/sys/module/apparmor/parameters/enabled")
+    return HostFacts(
+        uid=int(uid_text) if uid_text.isdigit() else None,
+        kernel=opt("/proc/sys/kernel/osrelease"),
+        lockdown=opt("/sys/kernel/security/lockdown"),
+        apparmor=None if apparmor is None else apparmor.upper().startswith("Y"),
+        tracefs=tracefs,
+        debugfs=debugfs,
+        set_event=set_event,
+        probe_defs=probe_defs,
+        probe_events=list(seen.values()),
+        event_enable=event_enable,
+        kprobes_enabled=f.get(f"{kdir}/enabled"),
+        kprobes_list=f.get(f"{kdir}/list"),
+        enabled_functions=f.get(f"{tracefs}/enabled_functions") if tracefs else None,
+        netdata_conf=netdata_conf,
+        netdata_conf_path=netdata_conf_path,
+        ebpf_conf=ebpf_conf,
+        ebpf_conf_path=ebpf_conf_path,
+        netdata_binary=nd_cmd.path if nd_cmd else None,
+        netdata_version_text=(nd_cmd.stdout.strip() or None) if nd_cmd and nd_cmd.rc == 0 else None,
+        netdata_plugins=list(out.plugins),
+        processes=dict(out.procs),
+        bpf_source=bpf_source,
+        bpf_programs=bpf_programs,
+        bpf_error=bpf_error,
+        cpu=cpu,
+        cpu_error=cpu_error,
+        files=dict(f),
+    )
+
+
+def lockdown_mode(text: str | None) -> str | None:
+    """`none [integrity] confidentiality` -> `integrity`."""
+    if not text:
+        return None
+    m = re.search(r"\[(\w+)\]", text)
+    return m.group(1) if m else None

@@ -1,0 +1,116 @@
+# fleet audit probe. Read-only; POSIX sh (dash, bash, busybox ash) plus grep, cat, id, sleep.
+# Arguments: NONCE ROOT WINDOW [EXTRA_FILE...]
+# stdout: sections opened by "<NONCE> <tag> ..." lines. File contents come from ONE `grep -H`
+# per stage, so every content line starts with its own path and no file can fake a frame;
+# read errors come on stderr exactly as grep reports them ("grep: PATH: Permission denied"),
+# which keeps EPERM/EACCES ("unknown") apart from ENOENT ("absent") and from an empty file.
+N=$1; R=${2%/}; W=$3; shift 3
+export LC_ALL=C
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+# fd 4 is the real stderr; everything not deliberately reported is silenced.
+exec 4>&2 2>/dev/null
+s() { printf '%s %s\n' "$N" "$*"; }
+
+s begin 1
+if [ "$W" -gt 0 ]; then s stat1; cat "$R/proc/stat"; fi
+
+# Where tracefs and debugfs are mounted, as the kernel says; the audit never mounts anything.
+TM=; D=
+while read -r _dev mp fs _rest; do
+  case $fs in
+    tracefs) if [ "$mp" = /sys/kernel/tracing ] || [ -z "$TM" ]; then TM=$mp; fi ;;
+    debugfs) [ -n "$D" ] || D=$mp ;;
+  esac
+done < "$R/proc/mounts"
+T=
+for t in "$TM" /sys/kernel/tracing "${D:-/sys/kernel/debug}/tracing"; do
+  if [ -n "$t" ] && [ -e "$R$t/set_event" ]; then T=$t; break; fi
+done
+K=${D:-/sys/kernel/debug}/kprobes
+s env uid "$(id -u)"
+s env tracefs "${T:--}"
+s env debugfs "${D:--}"
+
+# Playbook file checks arrive as the remaining arguments; the fixed reads are added to them.
+set -- "$@" /proc/mounts /proc/sys/kernel/osrelease /sys/kernel/security/lockdown \
+  /sys/module/apparmor/parameters/enabled "$K/enabled" "$K/list"
+if [ -n "$T" ]; then
+  set -- "$@" "$T/set_event" "$T/kprobe_events" "$T/uprobe_events" "$T/dynamic_events" \
+    "$T/enabled_functions" "$T/current_tracer" "$T/tracing_on"
+  for i in "$R$T"/instances/*; do
+    [ -d "$i" ] && set -- "$@" "${i#"$R"}/set_event"
+  done
+fi
+for d in /etc/netdata /opt/netdata/etc/netdata; do
+  set -- "$@" "$d/netdata.conf" "$d/ebpf.d.conf" "$d/ebpf.conf"
+done
+for d in /usr/lib/netdata/conf.d /opt/netdata/usr/lib/netdata/conf.d; do
+  set -- "$@" "$d/ebpf.d.conf" "$d/ebpf.conf"
+done
+n=$#
+for f in "$@"; do set -- "$@" "$R$f"; done
+shift "$n"
+s files
+for f in "$@"; do s want "$f"; done
+# One grep reads every file: one fork instead of one per file.
+grep -aH '' -- "$@" 2>&4
+
+# Stage 2: the enable state of every dynamic probe event, in every trace instance.
+if [ -n "$T" ]; then
+  set --
+  for pf in kprobe_events uprobe_events dynamic_events; do
+    while IFS= read -r l; do
+      d=${l%% *}; d=${d#*:}
+      case $d in */*) ;; *) continue ;; esac
+      for inst in "$R$T" "$R$T"/instances/*; do
+        [ -e "$inst/events/$d/enable" ] && set -- "$@" "$inst/events/$d/enable"
+      done
+    done < "$R$T/$pf"
+  done
+  if [ $# -gt 0 ]; then
+    s enables
+    for f in "$@"; do s want "$f"; done
+    grep -aH '' -- "$@" 2>&4
+  fi
+fi
+
+# netdata: installed plugins, running processes, version.
+for p in /usr/libexec/netdata/plugins.d /usr/lib/netdata/plugins.d \
+  /opt/netdata/usr/libexec/netdata/plugins.d; do
+  for f in "$R$p"/*ebpf*.plugin; do [ -e "$f" ] && s plugin "${f#"$R"}"; done
+done
+s procs
+grep -HxE 'netdata|ebpf\.plugin|ebpf-go\.plugin' "$R"/proc/[0-9]*/comm
+
+# Binaries: under ROOT only its own bin dirs (the lab); else PATH and netdata's static install.
+fb() {
+  B=
+  if [ -n "$R" ]; then
+    for d in usr/local/sbin usr/sbin usr/bin sbin bin; do
+      if [ -x "$R/$d/$1" ]; then B=$R/$d/$1; return 0; fi
+    done
+    return 1
+  fi
+  o=$IFS; IFS=:
+  for d in $PATH$2; do
+    if [ -x "$d/$1" ]; then IFS=$o; B=$d/$1; return 0; fi
+  done
+  IFS=$o; return 1
+}
+c() {
+  n=$1; shift
+  s cmd "$n" "$1"; printf '%s cmd %s\n' "$N" "$n" >&4
+  "$@" </dev/null 2>&4; r=$?
+  printf '\n'; s rc "$n" "$r"
+}
+if fb netdata :/opt/netdata/bin:/opt/netdata/usr/sbin; then c netdata_version "$B" -v; fi
+if fb bpftool; then
+  c bpftool_prog "$B" prog show --json
+else
+  # No bpftool: BPF program fds as /proc/PID/fdinfo shows them (needs root for other pids).
+  s fdinfo
+  grep -rsH -e '^prog_type:' -e '^prog_id:' -e '^prog_tag:' "$R"/proc/[0-9]*/fdinfo
+fi
+
+if [ "$W" -gt 0 ]; then sleep "$W"; s stat2; cat "$R/proc/stat"; fi
+s done

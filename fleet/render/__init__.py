@@ -1,0 +1,1 @@
+"""Renderers: audit results -> text for people (table) and machines (JSON)."""
