@@ -57,8 +57,9 @@ _ALIASES = {
 }
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
-# A ',' or ':' separates pattern terms unless it sits inside a [...] character class.
-_TERM_SEPARATOR = re.compile(r"[,:](?![^\[]*\])")
+# Pattern terms are separated by ',' or ':', except inside a [...] character class.
+_COMMA = re.compile(r",(?![^\[]*\])")
+_COLON = re.compile(r":(?![^\[]*\])")
 _CPU_ITEM = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 _HOST_PORT = re.compile(r"(.+):([0-9]+)")
 
@@ -105,18 +106,14 @@ class Inventory:
         plain: list[str] = []
         both: list[str] = []
         minus: list[str] = []
-        for text in texts:
-            for part in _TERM_SEPARATOR.split(text):
-                term = part.strip()
+        for term in (t for text in texts for t in _split_terms(text)):
+            bucket = plain
+            if term[0] in "&!":
+                bucket = both if term[0] == "&" else minus
+                op, term = term[0], term[1:].strip()
                 if not term:
-                    continue
-                bucket = plain
-                if term[0] in "&!":
-                    bucket = both if term[0] == "&" else minus
-                    op, term = term[0], term[1:].strip()
-                    if not term:
-                        raise InventoryError(f"{self.path}: pattern '{op}' names no host or group")
-                bucket.append(term)
+                    raise InventoryError(f"{self.path}: pattern '{op}' names no host or group")
+            bucket.append(term)
         if not (plain or both or minus):
             return list(self.hosts.values())
 
@@ -145,6 +142,19 @@ class Inventory:
         if not names and not matched_group:
             raise InventoryError(f"{self.path}: pattern '{pattern}' matches no host or group")
         return names
+
+
+def _split_terms(text: str) -> list[str]:
+    """Split a pattern into non-empty terms on ',' and ':' (Ansible's separators)."""
+    terms: list[str] = []
+    for chunk in _COMMA.split(text):
+        chunk = chunk.strip()
+        # Like Ansible, an IPv6 address is one term: its colons are not separators.
+        if _is_ipv6(chunk.lstrip("!&").strip()):
+            terms.append(chunk)
+        else:
+            terms.extend(part.strip() for part in _COLON.split(chunk))
+    return [term for term in terms if term]
 
 
 def default_inventory_path() -> Path:
@@ -479,7 +489,7 @@ class _Parser:
                 self.fail(key_node, f"group '{group.name}': 'all' cannot be a child group")
             if child in lineage:
                 # Checked here as well as in order_groups: a YAML alias can loop forever.
-                cycle = " -> ".join((*lineage, child))
+                cycle = " -> ".join((*lineage[lineage.index(child) :], child))
                 self.fail(key_node, f"group '{child}' is its own ancestor ({cycle})")
             group.children.setdefault(child, _line(key_node))
             self.walk_group(child, value, (*lineage, child))
@@ -656,6 +666,12 @@ class _Parser:
             except ValueError as exc:
                 self.fail(found.line, f"host '{name}': {key}: {exc}")
 
+        shown = {key: val.value for key, val in merged.items()}
+        # Code that asks "did the inventory set ansible_host?" must also see it when it was
+        # spelled ansible_ssh_host, and see the value that actually won.
+        for key in _ALIASES.values():
+            if key in settings:
+                shown[key] = settings[key][1].value
         return Host(
             name=name,
             address=address,
@@ -664,7 +680,7 @@ class _Parser:
             key_file=key_file,
             become=become,
             groups=groups,
-            vars=MappingProxyType({k: v.value for k, v in merged.items()}),
+            vars=MappingProxyType(shown),
             fleet_root=root,
             known_hosts=known_hosts,
             netdata_restart=netdata_restart,

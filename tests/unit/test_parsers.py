@@ -1,0 +1,92 @@
+"""Parsers against captured real outputs (tests/fixtures/facts/<parser>/<case>.json).
+
+Each case names its input (a file under tests/fixtures, see captured/SOURCES.md for where it
+came from) and the expected parse; one test per parser walks every case of its directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from fleet.facts import (
+    parse_bpftool_progs,
+    parse_ini,
+    parse_kprobes_list,
+    parse_netdata_version,
+    parse_probe_events,
+    parse_set_event,
+)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def cases(parser: str) -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted((FIXTURES / "facts" / parser).glob("*.json")):
+        case = json.loads(path.read_text())
+        if "input_file" in case:
+            case["input"] = (FIXTURES / case["input_file"]).read_text()
+        out.append(pytest.param(case, id=path.stem))
+    return out
+
+
+@pytest.mark.parametrize("case", cases("set_event"))
+def test_set_event_lists_one_enabled_event_per_line(case: dict) -> None:
+    events = parse_set_event(case["input"])
+    assert len(events) == case["expected_len"]
+    assert events[: len(case["expected_first"])] == case["expected_first"]
+
+
+@pytest.mark.parametrize("case", cases("probe_events"))
+def test_probe_event_definitions_parse_kind_group_event_target(case: dict) -> None:
+    got = [
+        {k: v for k, v in asdict(e).items() if k != "source"}
+        for e in parse_probe_events(case["input"], case["source"])
+    ]
+    assert got == case["expected"]
+
+
+@pytest.mark.parametrize("case", cases("kprobes_list"))
+def test_kprobes_list_lines_keep_type_symbol_offset_module_flags(case: dict) -> None:
+    got = [
+        asdict(e) | {"armed_candidate": e.armed_candidate}
+        for e in parse_kprobes_list(case["input"])
+    ]
+    for g in got:
+        g["flags"] = list(g["flags"])
+    assert got == case["expected"]
+
+
+@pytest.mark.parametrize("case", cases("bpftool_progs"))
+def test_bpftool_json_programs_and_tracing_types(case: dict) -> None:
+    progs = parse_bpftool_progs(case["input"])
+    if case["expected_types"] is not None:
+        assert sorted({p.type for p in progs}) == case["expected_types"]
+    assert sum(p.tracing for p in progs) == case["expected_tracing_count"]
+
+
+@pytest.mark.parametrize("case", cases("netdata_version"))
+def test_netdata_version_from_dash_v_output(case: dict) -> None:
+    assert parse_netdata_version(case["input"]) == tuple(case["expected"])
+
+
+def test_netdata_136_stock_ebpf_conf_turns_socket_collector_on() -> None:
+    conf = parse_ini((FIXTURES / "captured/netdata-v1.36.1/ebpf.d.conf").read_text())
+    assert conf["global"]["ebpf load mode"] == "entry"
+    assert conf["ebpf programs"]["socket"] == "yes"
+    assert conf["ebpf programs"]["network connections"] == "no"
+
+
+def test_debian_netdata_conf_has_no_plugins_section() -> None:
+    conf = parse_ini((FIXTURES / "captured/netdata-debian12/etc/netdata/netdata.conf").read_text())
+    assert "plugins" not in conf
+    assert conf["global"]["run as user"] == "netdata"
+
+
+def test_bpftool_non_list_json_is_rejected() -> None:
+    with pytest.raises(ValueError, match="list"):
+        parse_bpftool_progs('{"error": "x"}')

@@ -1,0 +1,167 @@
+"""The remote probe script run by a real POSIX sh on real files (no SSH needed to test framing)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleet.probe import new_nonce, parse_probe_output, probe_command, probe_script
+
+SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]
+
+
+def run_probe(root: Path, shell: str = "sh", window: int = 0, extra: tuple[str, ...] = ()):
+    nonce = new_nonce()
+    cmd = probe_command(nonce, str(root), window, extra)
+    argv = [shell, "sh"] if shell == "busybox" else [shell]
+    proc = subprocess.run(
+        [*argv, "-c", cmd], input=probe_script().encode(), capture_output=True, timeout=30
+    )
+    return parse_probe_output(proc.stdout.decode(), proc.stderr.decode(), nonce, str(root)), proc
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    p = root / rel.lstrip("/")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "host"
+    write(
+        root,
+        "/proc/mounts",
+        "tracefs /sys/kernel/tracing tracefs rw 0 0\ndebugfs /sys/kernel/debug debugfs rw 0 0\n",
+    )
+    write(root, "/sys/kernel/tracing/set_event", "sched:sched_switch\n")
+    write(root, "/sys/kernel/tracing/kprobe_events", "p:kprobes/x tcp_sendmsg\n")
+    write(root, "/sys/kernel/tracing/events/kprobes/x/enable", "1\n")
+    write(
+        root, "/sys/kernel/debug/kprobes/list", "ffffffffa988bf40  k  tcp_sendmsg+0x0    [FTRACE]\n"
+    )
+    write(root, "/sys/kernel/debug/kprobes/enabled", "1\n")
+    write(root, "/proc/stat", "cpu  1 0 1 10 0 0 0 0 0 0\ncpu0 1 0 1 10 0 0 0 0 0 0\n")
+    return root
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_probe_reads_every_file_under_root_in_each_shell(tree: Path, shell: str) -> None:
+    out, proc = run_probe(tree, shell)
+    assert proc.returncode == 0, proc.stderr
+    assert out.complete
+    assert out.env["tracefs"] == "/sys/kernel/tracing"
+    assert out.env["debugfs"] == "/sys/kernel/debug"
+    assert out.files["/sys/kernel/tracing/set_event"].text == "sched:sched_switch\n"
+    assert out.enables["/sys/kernel/tracing/events/kprobes/x/enable"].text == "1\n"
+    assert out.file("/sys/kernel/debug/kprobes/enabled").text == "1\n"
+
+
+def test_absent_and_empty_files_are_told_apart(tree: Path) -> None:
+    write(tree, "/sys/kernel/tracing/uprobe_events", "")
+    out, _ = run_probe(tree)
+    assert out.files["/sys/kernel/tracing/uprobe_events"].text == ""
+    dyn = out.files["/sys/kernel/tracing/dynamic_events"]
+    assert dyn.text is None and dyn.errno == "ENOENT" and dyn.absent
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 and not os.path.exists("/proc/sys/vm/compact_memory"),
+    reason="needs a write-only sysctl",
+)
+def test_unreadable_file_reports_its_errno_not_empty(tree: Path) -> None:
+    # The kernel refuses reads of a write-only sysctl even for root: a real EACCES.
+    target = tree / "sys/kernel/debug/kprobes/enabled"
+    target.unlink()
+    target.symlink_to("/proc/sys/vm/compact_memory")
+    out, _ = run_probe(tree)
+    read = out.files["/sys/kernel/debug/kprobes/enabled"]
+    assert read.text is None
+    assert read.errno == "EACCES"
+    assert not read.absent
+
+
+def test_file_content_cannot_forge_frames(tree: Path) -> None:
+    # A hostile file that prints frame-like lines, with and without a trailing newline.
+    write(tree, "/sys/kernel/tracing/set_event", "x begin 1\nfiles\n@@ done\nwant /etc/shadow")
+    out, _ = run_probe(tree)
+    assert out.files["/sys/kernel/tracing/set_event"].text == (
+        "x begin 1\nfiles\n@@ done\nwant /etc/shadow\n"
+    )
+    assert "/etc/shadow" not in out.files
+
+
+def test_hostile_root_path_is_data_not_shell(tmp_path: Path) -> None:
+    root = tmp_path / "r $(touch pwned); x'y\"z:w"
+    write(root, "/proc/mounts", "tracefs /sys/kernel/tracing tracefs rw 0 0\n")
+    write(root, "/sys/kernel/tracing/set_event", "irq:softirq_entry\n")
+    out, proc = run_probe(root)
+    assert proc.returncode == 0
+    assert out.files["/sys/kernel/tracing/set_event"].text == "irq:softirq_entry\n"
+    assert not (Path.cwd() / "pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_instances_and_their_probe_event_enables_are_read(tree: Path) -> None:
+    write(tree, "/sys/kernel/tracing/instances/ras daemon/set_event", "ras:mc_event\n")
+    write(tree, "/sys/kernel/tracing/instances/ras daemon/events/kprobes/x/enable", "0\n")
+    out, _ = run_probe(tree)
+    assert out.files["/sys/kernel/tracing/instances/ras daemon/set_event"].text == "ras:mc_event\n"
+    assert (
+        out.enables["/sys/kernel/tracing/instances/ras daemon/events/kprobes/x/enable"].text
+        == "0\n"
+    )
+
+
+def test_tracefs_only_under_debugfs_path_is_found(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    write(root, "/proc/mounts", "debugfs /sys/kernel/debug debugfs rw 0 0\n")
+    write(root, "/sys/kernel/debug/tracing/set_event", "")
+    out, _ = run_probe(root)
+    assert out.env["tracefs"] == "/sys/kernel/debug/tracing"
+    assert out.files["/sys/kernel/debug/tracing/set_event"].text == ""
+
+
+def test_no_tracefs_at_all_reads_no_trace_files(tmp_path: Path) -> None:
+    root = tmp_path / "bare"
+    write(root, "/proc/mounts", "proc /proc proc rw 0 0\n")
+    out, _ = run_probe(root)
+    assert out.env["tracefs"] == "-" and out.env["debugfs"] == "-"
+    assert not any("tracing" in p for p in out.files)
+
+
+def test_cpu_window_takes_two_samples_around_the_sleep(tree: Path) -> None:
+    out, _ = run_probe(tree, window=1)
+    assert out.stat1 is not None and out.stat1.startswith("cpu  1 0 1 10")
+    assert out.stat2 is not None
+
+
+def test_playbook_extra_files_are_read_in_the_same_exec(tree: Path) -> None:
+    write(tree, "/proc/sys/kernel/kptr_restrict", "1\n")
+    out, _ = run_probe(tree, extra=("/proc/sys/kernel/kptr_restrict", "/etc/absent file"))
+    assert out.files["/proc/sys/kernel/kptr_restrict"].text == "1\n"
+    assert out.files["/etc/absent file"].absent
+
+
+def test_commands_found_under_root_run_with_framed_output(tree: Path) -> None:
+    nd = write(tree, "/usr/sbin/netdata", "#!/bin/sh\necho 'netdata v1.36.1'\n")
+    nd.chmod(0o755)
+    bt = write(tree, "/usr/sbin/bpftool", "#!/bin/sh\necho 'Error: no' >&2\nexit 255\n")
+    bt.chmod(0o755)
+    out, _ = run_probe(tree)
+    assert out.commands["netdata_version"].stdout == "netdata v1.36.1"
+    assert out.commands["netdata_version"].rc == 0
+    assert out.commands["bpftool_prog"].rc == 255
+    assert out.commands["bpftool_prog"].stderr == "Error: no"
+
+
+def test_running_netdata_processes_are_found_by_comm(tree: Path) -> None:
+    write(tree, "/proc/1301/comm", "ebpf.plugin\n")
+    write(tree, "/proc/1234/comm", "netdata\n")
+    write(tree, "/proc/99/comm", "nginx\n")
+    out, _ = run_probe(tree)
+    assert out.procs == {1301: "ebpf.plugin", 1234: "netdata"}
