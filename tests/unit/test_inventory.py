@@ -254,6 +254,9 @@ def test_old_ansible_spellings_are_read_and_host_level_beats_group_level(
         "legacy",
         "/keys/legacy",
     )
+    # vars show the winning value under the modern name too (ssh.py checks "ansible_host").
+    assert (host.vars["ansible_host"], host.vars["ansible_user"]) == ("192.0.2.11", "legacy")
+    assert host.vars["ansible_ssh_user"] == "legacy"
 
 
 def test_host_ranges_expand_like_ansible() -> None:
@@ -277,6 +280,20 @@ def test_name_colon_port_sets_the_port_and_explicit_port_wins() -> None:
     assert hosts["edge2"].port == 2200
     assert (hosts["2001:db8::5"].address, hosts["2001:db8::5"].port) == ("2001:db8::5", 2201)
     assert (hosts["2001:db8::6"].address, hosts["2001:db8::6"].port) == ("2001:db8::6", 22)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "expected"),
+    [
+        ("2001:db8::6", ["2001:db8::6"]),
+        ("web,!2001:db8::6,!2001:db8::5,!db-*:!web0*:!cache*", ["edge1", "edge2"]),
+        ("cache[05]:edge[!1]", ["cache0", "cache5", "edge2"]),
+    ],
+)
+def test_ipv6_host_and_bracket_class_are_single_pattern_terms(
+    patterns: str, expected: list[str]
+) -> None:
+    assert [host.name for host in load("ranges.yml").select(patterns)] == expected
 
 
 def test_yaml_merge_keys_unsafe_and_vault_tags_load() -> None:
