@@ -407,6 +407,8 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
             bpf_source = "fdinfo"
         else:
             bpf_error = f"no bpftool, and /proc/*/fdinfo of other users needs root (uid {uid})"
+    else:
+        bpf_error = "no bpftool on the host and no /proc/PID/fdinfo to read"
 
     cpu = None
     cpu_error = None

@@ -108,8 +108,11 @@ if fb bpftool; then
   c bpftool_prog "$B" prog show --json
 else
   # No bpftool: BPF program fds as /proc/PID/fdinfo shows them (needs root for other pids).
-  s fdinfo
-  grep -rsH -e '^prog_type:' -e '^prog_id:' -e '^prog_tag:' "$R"/proc/[0-9]*/fdinfo
+  set -- "$R"/proc/[0-9]*/fdinfo
+  if [ -e "$1" ]; then
+    s fdinfo
+    grep -rsH -e '^prog_type:' -e '^prog_id:' -e '^prog_tag:' "$@"
+  fi
 fi
 
 if [ "$W" -gt 0 ]; then sleep "$W"; s stat2; cat "$R/proc/stat"; fi

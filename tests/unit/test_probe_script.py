@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from fleet.probe import new_nonce, parse_probe_output, probe_command, probe_script
+from tests.helpers import run_probe, write
 
 SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]
-
-
-def run_probe(root: Path, shell: str = "sh", window: int = 0, extra: tuple[str, ...] = ()):
-    nonce = new_nonce()
-    cmd = probe_command(nonce, str(root), window, extra)
-    argv = [shell, "sh"] if shell == "busybox" else [shell]
-    proc = subprocess.run(
-        [*argv, "-c", cmd], input=probe_script().encode(), capture_output=True, timeout=30
-    )
-    return parse_probe_output(proc.stdout.decode(), proc.stderr.decode(), nonce, str(root)), proc
-
-
-def write(root: Path, rel: str, text: str) -> Path:
-    p = root / rel.lstrip("/")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text)
-    return p
 
 
 @pytest.fixture

@@ -1,0 +1,282 @@
+"""Checks on facts from real probe runs over small host trees (real sh, real grep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet.checks import run_checks
+from fleet.errors import PlaybookError
+from fleet.facts import host_facts
+from fleet.findings import Finding, exit_code, host_status
+from fleet.playbook import default_playbook_path, load_playbook
+from tests.helpers import run_probe, write
+
+PLAYBOOK = load_playbook(default_playbook_path())
+HOT_LIST = "ffffffffa988bf40  r  tcp_sendmsg+0x0    [FTRACE]\n"
+
+
+def findings(root: Path, window: int = 0, playbook=PLAYBOOK) -> dict[str, Finding]:
+    out, _ = run_probe(root, window=window, extra=playbook.extra_files)
+    return {f.id: f for f in run_checks(host_facts(out), playbook, window)}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "h"
+    write(
+        r,
+        "/proc/mounts",
+        "tracefs /sys/kernel/tracing tracefs rw 0 0\ndebugfs /sys/kernel/debug debugfs rw 0 0\n",
+    )
+    for f in ("set_event", "kprobe_events", "uprobe_events", "dynamic_events", "enabled_functions"):
+        write(r, f"/sys/kernel/tracing/{f}", "")
+    write(r, "/sys/kernel/debug/kprobes/list", "")
+    write(r, "/sys/kernel/debug/kprobes/enabled", "1\n")
+    return r
+
+
+def test_clean_host_passes_or_skips_every_check(root: Path) -> None:
+    f = findings(root)
+    assert {k: v.status for k, v in f.items()} == {
+        "tracing.set_event": "pass",
+        "tracing.probe_events": "pass",
+        "kprobes.registered": "pass",
+        "netdata.ebpf": "skip",
+        "netdata.version": "skip",
+        "bpf.tracing_programs": "skip",
+        "cpu.system": "skip",
+    }
+    assert host_status(list(f.values())) == "compliant"
+
+
+def test_enabled_tracepoint_fails_with_events_per_instance(root: Path) -> None:
+    write(root, "/sys/kernel/tracing/set_event", "sched:sched_switch\nkprobes:x\n")
+    write(root, "/sys/kernel/tracing/instances/rasdaemon/set_event", "ras:mc_event\n")
+    write(root, "/sys/kernel/tracing/instances/dbg/set_event", "irq:softirq_entry\n")
+    f = findings(root)["tracing.set_event"]
+    assert f.status == "fail"
+    assert f.evidence["enabled"] == {
+        ".": ["sched:sched_switch"],
+        "instances/dbg": ["irq:softirq_entry"],
+    }
+    assert f.evidence["allowed"] == {"instances/rasdaemon": ["ras:mc_event"]}
+    assert f.fix and "set_event" in f.fix
+
+
+def test_armed_kretprobe_on_hot_function_fails_critical(root: Path) -> None:
+    write(root, "/sys/kernel/debug/kprobes/list", HOT_LIST)
+    f = findings(root)["kprobes.registered"]
+    assert (f.status, f.severity) == ("fail", "critical")
+    assert f.evidence["entries"] == [
+        {
+            "type": "r",
+            "symbol": "tcp_sendmsg",
+            "offset": 0,
+            "module": None,
+            "flags": ["FTRACE"],
+            "hot": True,
+        }
+    ]
+    assert "tcp_sendmsg" in f.summary
+
+
+def test_globally_disarmed_kprobes_warn(root: Path) -> None:
+    write(root, "/sys/kernel/debug/kprobes/list", HOT_LIST)
+    write(root, "/sys/kernel/debug/kprobes/enabled", "0\n")
+    assert findings(root)["kprobes.registered"].status == "warn"
+
+
+def test_only_disabled_kprobes_pass(root: Path) -> None:
+    write(
+        root,
+        "/sys/kernel/debug/kprobes/list",
+        "ffffffffa988bf40  k  tcp_sendmsg+0x0    [DISABLED][FTRACE]\n",
+    )
+    assert findings(root)["kprobes.registered"].status == "pass"
+
+
+def test_unreadable_enabled_file_is_an_error_never_empty(root: Path) -> None:
+    write(root, "/sys/kernel/debug/kprobes/list", HOT_LIST)
+    enabled = root / "sys/kernel/debug/kprobes/enabled"
+    enabled.unlink()
+    enabled.symlink_to("/proc/sys/vm/compact_memory")  # the kernel refuses the read
+    f = findings(root)["kprobes.registered"]
+    assert f.status == "error"
+    assert "EACCES" in f.summary
+
+
+def test_kprobes_skip_when_debugfs_not_mounted(root: Path) -> None:
+    write(root, "/proc/mounts", "tracefs /sys/kernel/tracing tracefs rw 0 0\n")
+    (root / "sys/kernel/debug/kprobes/list").unlink()
+    (root / "sys/kernel/debug/kprobes/enabled").unlink()
+    f = findings(root)["kprobes.registered"]
+    assert f.status == "skip" and "debugfs is not mounted" in f.summary
+
+
+def test_enabled_probe_event_fails_and_disabled_one_warns(root: Path) -> None:
+    write(root, "/sys/kernel/tracing/kprobe_events", "r10:kprobes/a tcp_sendmsg\n")
+    write(root, "/sys/kernel/tracing/events/kprobes/a/enable", "1\n")
+    f = findings(root)["tracing.probe_events"]
+    assert f.status == "fail"
+    assert f.evidence["events"][0]["enabled_in"] == ["."]
+    write(root, "/sys/kernel/tracing/events/kprobes/a/enable", "0\n")
+    assert findings(root)["tracing.probe_events"].status == "warn"
+
+
+def test_probe_event_enabled_only_in_an_instance_fails(root: Path) -> None:
+    write(root, "/sys/kernel/tracing/uprobe_events", "p:uprobes/u /bin/bash:0x000000000002feb0\n")
+    write(root, "/sys/kernel/tracing/events/uprobes/u/enable", "0\n")
+    write(root, "/sys/kernel/tracing/instances/i1/set_event", "")
+    write(root, "/sys/kernel/tracing/instances/i1/events/uprobes/u/enable", "1\n")
+    f = findings(root)["tracing.probe_events"]
+    assert f.status == "fail"
+    assert f.evidence["events"][0]["enabled_in"] == ["instances/i1"]
+
+
+def _netdata(root: Path, conf: str, version: str = "v1.36.1", plugin: bool = True) -> None:
+    write(root, "/etc/netdata/netdata.conf", conf)
+    nd = write(root, "/usr/sbin/netdata", f"#!/bin/sh\necho 'netdata {version}'\n")
+    nd.chmod(0o755)
+    if plugin:
+        p = write(root, "/usr/libexec/netdata/plugins.d/ebpf.plugin", "#!/bin/sh\n")
+        p.chmod(0o755)
+
+
+def test_netdata_ebpf_commented_default_is_on_when_plugin_installed(root: Path) -> None:
+    _netdata(root, "[global]\n    run as user = netdata\n[plugins]\n    # ebpf = yes\n")
+    write(root, "/proc/1301/comm", "ebpf.plugin\n")
+    f = findings(root)
+    assert f["netdata.ebpf"].status == "fail"
+    assert "absent (commented)" in f["netdata.ebpf"].summary
+    assert f["netdata.ebpf"].evidence["ebpf_plugin_pids"] == [1301]
+    assert f["netdata.version"].status == "warn"
+
+
+def test_netdata_without_ebpf_plugin_binary_is_off(root: Path) -> None:
+    # Debian 12's netdata-core ships no ebpf.plugin: config presence is not eBPF on.
+    captured = Path(__file__).resolve().parent.parent / "fixtures/captured/netdata-debian12"
+    _netdata(root, (captured / "etc/netdata/netdata.conf").read_text(), "v1.37.1", plugin=False)
+    f = findings(root)
+    assert f["netdata.ebpf"].status == "pass"
+    assert f["netdata.version"].status == "pass"
+
+
+def test_netdata_ebpf_off_but_plugin_still_running_warns(root: Path) -> None:
+    _netdata(root, "[plugins]\n\tebpf = no\n")
+    write(root, "/proc/1301/comm", "ebpf.plugin\n")
+    assert findings(root)["netdata.ebpf"].status == "warn"
+
+
+def test_netdata_ebpf_explicit_yes_fails_even_when_not_running(root: Path) -> None:
+    _netdata(root, "[plugins]\n  ebpf = yes\n")
+    f = findings(root)["netdata.ebpf"]
+    assert f.status == "fail" and "not running now" in f.summary
+
+
+def test_bpftool_tracing_programs_warn_with_owners(root: Path) -> None:
+    progs = (
+        '[{"id":7,"type":"kprobe","name":"netdata_tcp_sen","pids":[{"pid":1301,'
+        '"comm":"ebpf.plugin"}]},{"id":8,"type":"cgroup_skb","name":"sd_fw_egress"}]'
+    )
+    write(root, "/var/lib/progs.json", progs)
+    bt = write(root, "/usr/sbin/bpftool", f"#!/bin/sh\ncat '{root}/var/lib/progs.json'\n")
+    bt.chmod(0o755)
+    f = findings(root)["bpf.tracing_programs"]
+    assert f.status == "warn"
+    assert f.evidence["programs"] == [
+        {
+            "id": 7,
+            "type": "kprobe",
+            "name": "netdata_tcp_sen",
+            "owners": [{"pid": 1301, "comm": "ebpf.plugin"}],
+        }
+    ]
+    assert "ebpf.plugin(1301)" in f.summary
+
+
+def test_bpf_fentry_trampoline_seen_in_enabled_functions(root: Path) -> None:
+    write(
+        root,
+        "/sys/kernel/tracing/enabled_functions",
+        "tcp_v4_connect (1)    D \ttramp: ftrace_regs_caller+0x0/0x65"
+        " (call_direct_funcs+0x0/0x20)\n"
+        "\tdirect-->bpf_trampoline_6442516263+0x0/0x89\n",
+    )
+    f = findings(root)["bpf.tracing_programs"]
+    assert f.evidence["fentry_trampolines"] == ["tcp_v4_connect"]
+    assert f.status in ("warn",)
+
+
+def test_cpu_over_threshold_fails(root: Path) -> None:
+    write(root, "/proc/stat", "cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
+    out, _ = run_probe(root, window=1)
+    out.stat2 = "cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 10 0 60 30 0 0 0 0 0 0\n"
+    f = {x.id: x for x in run_checks(host_facts(out), PLAYBOOK, 1)}["cpu.system"]
+    assert f.status == "fail" and f.evidence["system_pct"] == 60.0
+
+
+def test_user_file_checks_from_yaml_alone(root: Path, tmp_path: Path) -> None:
+    pb = tmp_path / "custom.yml"
+    pb.write_text(
+        "checks:\n"
+        "  - id: custom.kptr\n    type: file\n    path: /proc/sys/kernel/kptr_restrict\n"
+        "    test: {equals: '1'}\n    severity: low\n"
+        "    remediation: sysctl -w kernel.kptr_restrict=1\n"
+        "  - id: custom.no_events\n    type: file\n    path: /sys/kernel/tracing/set_event\n"
+        "    test: {empty: true}\n"
+        "  - id: custom.ebpf_off\n    type: file\n    path: /etc/netdata/netdata.conf\n"
+        "    test: {ini: {section: plugins, key: ebpf, equals: 'no'}}\n    when_absent: pass\n"
+    )
+    write(root, "/proc/sys/kernel/kptr_restrict", "0\n")
+    write(root, "/sys/kernel/tracing/set_event", "sched:sched_switch\n")
+    f = findings(root, playbook=load_playbook(pb))
+    assert f["custom.kptr"].status == "fail"
+    assert f["custom.kptr"].fix == "sysctl -w kernel.kptr_restrict=1"
+    assert f["custom.no_events"].status == "fail"
+    assert f["custom.ebpf_off"].status == "pass"
+    write(root, "/proc/sys/kernel/kptr_restrict", "1\n")
+    write(root, "/sys/kernel/tracing/set_event", "")
+    write(root, "/etc/netdata/netdata.conf", "[plugins]\n ebpf = yes\n")
+    f = findings(root, playbook=load_playbook(pb))
+    assert [f[k].status for k in ("custom.kptr", "custom.no_events", "custom.ebpf_off")] == [
+        "pass",
+        "pass",
+        "fail",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("checks:\n  - id: nope.check\n", "unknown check"),
+        ("checks:\n  - id: tracing.set_event\n    severity: huge\n", "severity 'huge'"),
+        (
+            "checks:\n  - id: a\n    type: file\n    path: rel/path\n    test: {equals: x}\n",
+            "absolute",
+        ),
+        (
+            "checks:\n  - id: a\n    type: file\n    path: /x\n    test: {matches: x}\n",
+            "test must be",
+        ),
+        ("checks: [\n", ":2:"),
+        ("checks:\n  - id: cpu.system\n  - id: cpu.system\n", "duplicate check id"),
+    ],
+)
+def test_bad_playbook_is_one_line_error_with_file_and_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    pb = tmp_path / "bad.yml"
+    pb.write_text(text)
+    with pytest.raises(PlaybookError, match=message) as exc:
+        load_playbook(pb)
+    assert str(exc.value).startswith(str(pb))
+    assert "\n" not in str(exc.value)
+
+
+def test_exit_code_bits_follow_the_contract() -> None:
+    assert exit_code(["compliant"]) == 0
+    assert exit_code(["compliant", "non-compliant"]) == 1
+    assert exit_code(["unreachable"]) == 4
+    assert exit_code(["error", "non-compliant"]) == 5
