@@ -6,9 +6,9 @@ import base64
 import fcntl
 import hashlib
 import os
+import re
 import threading
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 from paramiko import HostKeys, PKey
@@ -25,6 +25,14 @@ def host_key_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
+def _glob(pattern: str, name: str) -> bool:
+    """OpenSSH known_hosts wildcards: only `*` and `?`; `[` is literal (`[host]:port`)."""
+    if "*" not in pattern and "?" not in pattern:
+        return pattern == name
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, name) is not None
+
+
 def _matches(pattern_list: list[str], name: str) -> bool:
     hit = False
     for pat in pattern_list:
@@ -32,9 +40,9 @@ def _matches(pattern_list: list[str], name: str) -> bool:
             if HostKeys.hash_host(name, pat) == pat:
                 hit = True
         elif pat.startswith("!"):
-            if fnmatchcase(name, pat[1:]):
+            if _glob(pat[1:], name):
                 return False  # a negated pattern vetoes the whole line
-        elif fnmatchcase(name, pat):
+        elif _glob(pat, name):
             hit = True
     return hit
 

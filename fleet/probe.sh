@@ -58,10 +58,16 @@ grep -aH '' -- "$@" 2>&4
 # Stage 2: the enable state of every dynamic probe event, in every trace instance.
 if [ -n "$T" ]; then
   set --
+  nl='
+'
+  seen=$nl
   for pf in kprobe_events uprobe_events dynamic_events; do
     while IFS= read -r l; do
       d=${l%% *}; d=${d#*:}
+      # kprobe/uprobe events are listed again in dynamic_events: read each once.
       case $d in */*) ;; *) continue ;; esac
+      case $seen in *"$nl$d$nl"*) continue ;; esac
+      seen="$seen$d$nl"
       for inst in "$R$T" "$R$T"/instances/*; do
         [ -e "$inst/events/$d/enable" ] && set -- "$@" "$inst/events/$d/enable"
       done

@@ -1,0 +1,60 @@
+"""A real lab (one OpenSSH sshd on 127.0.0.1 + host trees) shared by the integration tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleet import lab
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def lab6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabInfo]:
+    """One host per scenario; stopped by pid at the end of the session."""
+    state = tmp_path_factory.mktemp("lab6")
+    info = lab.up(state / "state", hosts=6, scenario="mixed")
+    try:
+        yield info
+    finally:
+        lab.down(info.state_dir)
+
+
+def run_fleet(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a child process, as a person or cron would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleet.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def audit_json(*args: str | Path) -> tuple[int, dict[str, Any]]:
+    proc = run_fleet("audit", "--json", *args)
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {h["name"]: h for h in doc["hosts"]}
+
+
+def statuses(host: dict[str, Any]) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in host["checks"]}
+
+
+def inventory_variant(info: lab.LabInfo, path: Path, **all_vars: Any) -> Path:
+    """A copy of the lab inventory with `all: vars:` overridden (same sshd, same trees)."""
+    doc = yaml.safe_load(info.inventory.read_text())
+    doc["all"]["vars"].update(all_vars)
+    path.write_text(yaml.safe_dump(doc))
+    return path
