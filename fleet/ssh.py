@@ -236,6 +236,9 @@ def _connect_once(
         name = host_key_name(endpoint.address, endpoint.port)
         _prefer_known_key_types(t, known.known_key_types(name))
         t.start_client(timeout=timeout)
+        if not t.is_active() or t.host_key is None:
+            # start_client returns silently when its own timeout fires first.
+            raise TimeoutError("SSH handshake timed out (no banner or key exchange)")
         # The contract: no authentication attempt before the host key is accepted.
         status = known.verify(name, t.get_remote_server_key(), opts.accept_new_host_keys)
         _authenticate(t, endpoint, keys)
@@ -291,8 +294,9 @@ def connect(
         raise SSHError(str(exc)) from None
     except paramiko.AuthenticationException as exc:
         raise SSHError(f"authentication failed: {exc}") from None
-    except TimeoutError:
-        raise SSHError(f"connect to {endpoint.address}:{endpoint.port} timed out") from None
+    except TimeoutError as exc:
+        why = str(exc) if str(exc) and str(exc) != "timed out" else "connect timed out"
+        raise SSHError(f"{endpoint.address}:{endpoint.port}: {why}") from None
     except paramiko.SSHException as exc:
         raise SSHError(f"ssh to {endpoint.address}:{endpoint.port}: {exc}") from None
     except OSError as exc:
