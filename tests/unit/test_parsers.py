@@ -14,6 +14,7 @@ import pytest
 
 from fleet.facts import (
     parse_bpftool_progs,
+    parse_enabled_functions,
     parse_ini,
     parse_kprobes_list,
     parse_netdata_version,
@@ -90,3 +91,42 @@ def test_debian_netdata_conf_has_no_plugins_section() -> None:
 def test_bpftool_non_list_json_is_rejected() -> None:
     with pytest.raises(ValueError, match="list"):
         parse_bpftool_progs('{"error": "x"}')
+
+
+@pytest.mark.parametrize("case", cases("enabled_functions"))
+def test_enabled_functions_name_flags_and_trampoline_owner(case: dict) -> None:
+    got = [
+        asdict(f) | {"flags": list(f.flags), "owner": f.owner}
+        for f in parse_enabled_functions(case["input"])
+    ]
+    assert got == case["expected"]
+
+
+def test_fentry_trampoline_continuation_line_names_the_bpf_trampoline() -> None:
+    # Shape from kernel/trace/ftrace.c t_show (direct call); the capture kernels refused
+    # fentry attachment, so this one is written from the source, not captured.
+    text = (
+        "tcp_v4_connect (1)    D \ttramp: ftrace_regs_caller+0x0/0x65"
+        " (call_direct_funcs+0x0/0x20)\n"
+        "\tdirect-->bpf_trampoline_6442516263+0x0/0x89\n"
+    )
+    (f,) = parse_enabled_functions(text)
+    assert (f.name, f.flags, f.direct, f.owner) == (
+        "tcp_v4_connect",
+        ("D",),
+        "bpf_trampoline_6442516263",
+        "bpf-trampoline",
+    )
+
+
+def test_kprobes_list_module_and_gone_flags_from_report_probe_format() -> None:
+    # report_probe (kernel/kprobes.c) prints the module name before the flags; no capture
+    # kernel had a module probe, so this line is written from the source.
+    (e,) = parse_kprobes_list("ffffffffc0a41020  k  nf_hook_slow+0x4  nf_tables [GONE]\n")
+    assert (e.symbol, e.offset, e.module, e.flags, e.armed_candidate) == (
+        "nf_hook_slow",
+        4,
+        "nf_tables",
+        ("GONE",),
+        False,
+    )
