@@ -1,0 +1,79 @@
+"""The fan-out: bounded concurrency, inventory order, progress on a TTY only."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+from fleet.inventory import Host
+from fleet.runner import Progress, run_hosts
+
+
+def hosts(n: int) -> list[Host]:
+    return [
+        Host(
+            name=f"h{i}",
+            address="127.0.0.1",
+            port=22,
+            user=None,
+            key_file=None,
+            become=False,
+            groups=("all",),
+            vars={},
+            fleet_root="/",
+            known_hosts=None,
+            netdata_restart="systemctl restart netdata",
+            cpus=None,
+            cpus_text=None,
+        )
+        for i in range(n)
+    ]
+
+
+def test_results_come_back_in_inventory_order_whatever_finishes_first() -> None:
+    hs = hosts(8)
+    out = run_hosts(hs, lambda h: (time.sleep(0.01 * (8 - int(h.name[1:]))), h.name)[1], forks=8)
+    assert out == [h.name for h in hs]
+
+
+def test_no_more_than_forks_hosts_run_at_once() -> None:
+    lock = threading.Lock()
+    running = peak = 0
+
+    def work(h: Host) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return h.name
+
+    run_hosts(hosts(12), work, forks=3)
+    assert peak == 3
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_draws_on_a_tty_and_counts_failures() -> None:
+    tty = FakeTTY()
+    run_hosts(
+        hosts(4),
+        lambda h: h.name,
+        forks=2,
+        progress=Progress(4, tty),
+        is_failure=lambda r: r == "h1",
+    )
+    text = tty.getvalue()
+    assert "4/4 hosts, 1 unreachable/error" in text and text.endswith("\n")
+
+
+def test_progress_is_silent_when_not_a_tty() -> None:
+    pipe = io.StringIO()
+    run_hosts(hosts(3), lambda h: h.name, progress=Progress(3, pipe))
+    assert pipe.getvalue() == ""
