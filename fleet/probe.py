@@ -188,7 +188,8 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
         elif tag == "stat2":
             out.stat2 = "\n".join(body)
         elif tag == "cmd":
-            name, path = section[1], section[2] if len(section) > 2 else ""
+            name = section[1]
+            path = _strip_root(root, " ".join(section[2:]))
             rc_line = body.pop() if body and body[-1].startswith("\0rc ") else "\0rc 255"
             text = "\n".join(body)
             out.commands[name] = CommandRun(
