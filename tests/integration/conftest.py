@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +30,22 @@ def lab6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabInfo]:
         lab.down(info.state_dir)
 
 
+# The CLI runs with its own empty HOME so the machine's ~/.ssh (config, known_hosts, keys)
+# cannot change what the tests see.
+_HOME = tempfile.mkdtemp(prefix="fleet-test-home-")
+
+
 def run_fleet(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real CLI in a child process, as a person or cron would run it."""
+    env = {**os.environ, "HOME": _HOME, "NO_COLOR": "1"}
+    env.pop("SSH_AUTH_SOCK", None)
+    env.pop("FLEET_INVENTORY", None)
     return subprocess.run(
         [sys.executable, "-m", "fleet.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
