@@ -57,24 +57,25 @@ _TRANSIENT_ERRNOS = {
 }
 
 
+def is_timeout(exc: BaseException) -> bool:
+    """A timeout, also when paramiko wraps it ("Error reading SSH protocol banner")."""
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
+        return True
+    inner = exc.__cause__ or exc.__context__
+    return isinstance(exc, paramiko.SSHException) and isinstance(inner, TimeoutError)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Retry a refused/reset connection or a kex cut short (sshd MaxStartups); never a timeout,
     an auth failure or a host-key problem."""
-    if isinstance(
-        exc, (HostKeyProblem, paramiko.AuthenticationException, socket.timeout, TimeoutError)
-    ):
+    if is_timeout(exc) or isinstance(exc, (HostKeyProblem, paramiko.AuthenticationException)):
         return False
     if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
         return True
     if isinstance(exc, EOFError):
         return True
     if isinstance(exc, paramiko.SSHException):
-        text = str(exc)
-        return (
-            "Error reading SSH protocol banner" in text
-            and "timed out" not in text.lower()
-            and not isinstance(exc.__cause__ or exc.__context__, (socket.timeout, TimeoutError))
-        )
+        return "Error reading SSH protocol banner" in str(exc)
     return False
 
 
@@ -298,6 +299,10 @@ def connect(
         why = str(exc) if str(exc) and str(exc) != "timed out" else "connect timed out"
         raise SSHError(f"{endpoint.address}:{endpoint.port}: {why}") from None
     except paramiko.SSHException as exc:
+        if is_timeout(exc):
+            raise SSHError(
+                f"{endpoint.address}:{endpoint.port}: SSH banner not received (timed out)"
+            ) from None
         raise SSHError(f"ssh to {endpoint.address}:{endpoint.port}: {exc}") from None
     except OSError as exc:
         raise SSHError(

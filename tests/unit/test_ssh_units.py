@@ -10,7 +10,7 @@ import pytest
 
 from fleet.hostkeys import HostKeyProblem, KnownHosts, host_key_name
 from fleet.inventory import load_inventory
-from fleet.ssh import is_transient, resolve_endpoint
+from fleet.ssh import is_timeout, is_transient, resolve_endpoint
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,18 @@ from fleet.ssh import is_transient, resolve_endpoint
 )
 def test_only_transient_connect_errors_are_retried(exc: BaseException, transient: bool) -> None:
     assert is_transient(exc) is transient
+
+
+def test_banner_timeout_wrapped_by_paramiko_is_a_timeout_not_transient() -> None:
+    try:
+        try:
+            raise TimeoutError()
+        except TimeoutError:
+            raise paramiko.SSHException("Error reading SSH protocol banner") from None
+    except paramiko.SSHException as wrapped:
+        exc = wrapped
+    exc.__context__ = TimeoutError()
+    assert is_timeout(exc) and not is_transient(exc)
 
 
 @pytest.fixture
