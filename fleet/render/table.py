@@ -33,18 +33,18 @@ def _sys(h: HostResult) -> str:
 
 
 def _detail(h: HostResult) -> str:
+    """Failing check ids first (what to fix), then errors; warnings only as a count (-v)."""
     if h.error and not h.checks:
         return h.error
-    parts = list(h.failing)
-    warns = [f.id for f in h.checks if f.status == "warn"]
+    text = ", ".join(h.failing)
     errors = [f.id for f in h.checks if f.status == "error"]
-    text = ", ".join(parts)
     if errors:
         text += ("; " if text else "") + "error: " + ", ".join(errors)
-    if warns:
-        text += ("; " if text else "") + "warn: " + ", ".join(warns)
     if h.error:
         text += ("; " if text else "") + h.error
+    warns = sum(f.status == "warn" for f in h.checks)
+    if warns:
+        text += f" (+{warns} warn)" if text else f"{warns} warn"
     return text or "-"
 
 
@@ -73,7 +73,9 @@ def render_table(
         groups: OrderedDict[tuple[Any, ...], list[HostResult]] = OrderedDict()
         for h in hosts:
             groups.setdefault(_group_key(h), []).append(h)
-        for members in groups.values():
+        # Worst first: what needs a person comes before what is fine.
+        rank = {"non-compliant": 0, "error": 1, "unreachable": 2, "compliant": 3}
+        for members in sorted(groups.values(), key=lambda m: rank.get(m[0].status, 9)):
             first = members[0]
             names = (
                 first.name

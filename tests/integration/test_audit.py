@@ -174,3 +174,25 @@ def test_missing_playbook_is_exit_2(lab6: lab.LabInfo, tmp_path: Path) -> None:
 def test_bad_flag_value_is_exit_2(lab6: lab.LabInfo) -> None:
     proc = run_fleet("audit", "-i", lab6.inventory, "--forks", "0")
     assert proc.returncode == 2 and "--forks" in proc.stderr
+
+
+def test_many_hosts_are_grouped_by_identical_findings_worst_first(tmp_path: Path) -> None:
+    info = lab.up(tmp_path / "lab30", hosts=30, scenario="mixed")
+    try:
+        proc = run_fleet("audit", "-i", info.inventory, "--cpu-window", "0")
+    finally:
+        lab.down(info.state_dir)
+    assert proc.returncode == 5
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("5 hosts: ")]
+    assert len(rows) == 6  # one row per scenario, 5 hosts each
+    status_of = re.compile(r"\s(non-compliant|compliant|error|unreachable)\s")
+    order = [status_of.search(row).group(1) for row in rows]
+    assert order == [
+        "non-compliant",
+        "non-compliant",
+        "non-compliant",
+        "error",
+        "unreachable",
+        "compliant",
+    ]
+    assert "30 host(s): 5 compliant, 15 non-compliant, 5 error, 5 unreachable" in proc.stdout
