@@ -42,9 +42,9 @@ class Progress:
         self.stream.flush()
 
     def finish(self) -> None:
+        # Erase the bar: the results follow on stdout, often the same terminal.
         if self.enabled:
-            self.update(self.done, self.failed, force=True)
-            self.stream.write("\n")
+            self.stream.write("\r\033[K")
             self.stream.flush()
 
 

@@ -64,13 +64,13 @@ def test_progress_bar_draws_on_a_tty_and_counts_failures() -> None:
     tty = FakeTTY()
     run_hosts(
         hosts(4),
-        lambda h: h.name,
-        forks=2,
+        lambda h: (time.sleep(0.12), h.name)[1],
+        forks=1,
         progress=Progress(4, tty),
         is_failure=lambda r: r == "h1",
     )
     text = tty.getvalue()
-    assert "4/4 hosts, 1 unreachable/error" in text and text.endswith("\n")
+    assert "2/4 hosts, 1 unreachable/error" in text and text.endswith("\r\033[K")
 
 
 def test_progress_is_silent_when_not_a_tty() -> None:
