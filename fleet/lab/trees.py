@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from fleet.errors import UsageError
-from fleet.lab import netdata_stock, procstat
+from fleet.lab import procstat
 
 SCENARIOS: tuple[str, ...] = ("incident", "clean", "half-fixed", "tracefs-only", "lockdown", "down")
 
@@ -192,6 +192,12 @@ class _Tree:
 
 
 @cache
+def _stock(name: str) -> str:
+    """A stock netdata config file shipped in fleet/lab/stock/ (see its README)."""
+    return (Path(__file__).parent / "stock" / name).read_text()
+
+
+@cache
 def _script(name: str) -> str:
     return (Path(__file__).parent / name).read_text()
 
@@ -230,7 +236,7 @@ def _netdata_conf(ebpf_line: str) -> str:
     """Upstream's stock netdata.conf plus what an admin adds: a local-only web server and the
     [plugins] line that decides whether ebpf.plugin runs."""
     return (
-        netdata_stock.NETDATA_CONF_1_36_1
+        _stock("netdata.conf.1.36.1")
         + "[web]\n    bind to = 127.0.0.1\n\n"
         + "[plugins]\n    # apps = yes\n    # cgroups = yes\n"
         + f"    {ebpf_line}\n    # go.d = yes\n    # python.d = yes\n"
@@ -520,7 +526,7 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
     tree.write("usr/sbin/netdata", _script("fake_netdata.sh"), 0o755)
     tree.write("usr/libexec/netdata/plugins.d/ebpf.plugin", "#!/bin/sh\nexit 0\n", 0o755)
     tree.write("etc/netdata/netdata.conf", _netdata_conf(plan.ebpf_line))
-    stock = {"1.36.1": netdata_stock.EBPF_D_CONF_1_36_1, "1.37.1": netdata_stock.EBPF_D_CONF_1_37_1}
+    stock = {v: _stock(f"ebpf.d.conf.{v}") for v in ("1.36.1", "1.37.1")}
     tree.write("usr/lib/netdata/conf.d/ebpf.d.conf", stock[plan.netdata])
     # What netdata-restart needs to take netdata's state away and bring it back.
     tree.write(f"{lab}/netdata_version", f"{plan.netdata}\n")
