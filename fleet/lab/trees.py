@@ -88,12 +88,12 @@ class _Plan:
     """What one scenario puts in a tree."""
 
     kernel: str
-    netdata: str | None  # installed version; None: not installed at all
-    ebpf_line: str  # the ebpf line of netdata.conf's [plugins]
-    ebpf_on: bool  # what that line means to netdata: ebpf.plugin running
-    debugfs: bool  # debugfs mounted at /sys/kernel/debug
-    integrity_lockdown: bool
-    kprobes_armed: bool  # debug/kprobes/enabled
+    netdata: str | None = None  # installed version; None: not installed at all
+    ebpf_line: str = ""  # the ebpf line of netdata.conf's [plugins]
+    ebpf_on: bool = False  # what that line means to netdata: ebpf.plugin running
+    debugfs: bool = True  # debugfs mounted at /sys/kernel/debug
+    integrity_lockdown: bool = False
+    kprobes_armed: bool = True  # debug/kprobes/enabled
     set_event: tuple[str, ...] = ()
     manual_kprobe: bool = False  # p:kprobes/fleet_tcp_sendmsg defined and enabled
     nginx_uprobe: bool = False  # p:uprobes/nginx_accept defined, disabled
@@ -109,9 +109,6 @@ _PLANS = {
         netdata="1.36.1",
         ebpf_line="# ebpf = yes",
         ebpf_on=True,
-        debugfs=True,
-        integrity_lockdown=False,
-        kprobes_armed=True,
         set_event=_INCIDENT_EVENTS,
         manual_kprobe=True,
     ),
@@ -119,10 +116,6 @@ _PLANS = {
         kernel=_KERNEL_DEBIAN,
         netdata="1.37.1",
         ebpf_line="ebpf = no",
-        ebpf_on=False,
-        debugfs=True,
-        integrity_lockdown=False,
-        kprobes_armed=True,
         rasdaemon=True,
     ),
     "half-fixed": _Plan(
@@ -130,39 +123,21 @@ _PLANS = {
         netdata="1.36.1",
         ebpf_line="ebpf = yes",
         ebpf_on=True,
-        debugfs=True,
-        integrity_lockdown=False,
         kprobes_armed=False,
     ),
     "tracefs-only": _Plan(
         kernel=_KERNEL_DEBIAN,
-        netdata=None,
-        ebpf_line="",
-        ebpf_on=False,
         debugfs=False,
-        integrity_lockdown=False,
-        kprobes_armed=True,
         set_event=("sched:sched_wakeup",),
         nginx_uprobe=True,
     ),
     "lockdown": _Plan(
         kernel=_KERNEL_DEBIAN,
-        netdata=None,
-        ebpf_line="",
-        ebpf_on=False,
-        debugfs=True,
         integrity_lockdown=True,
-        kprobes_armed=True,
         agent_kprobes=True,
     ),
     "down": _Plan(
         kernel=_KERNEL_DEBIAN,
-        netdata=None,
-        ebpf_line="",
-        ebpf_on=False,
-        debugfs=True,
-        integrity_lockdown=False,
-        kprobes_armed=True,
     ),
 }
 
