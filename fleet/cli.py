@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fleet import __version__
 from fleet.errors import UsageError
@@ -14,34 +16,25 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def _number(kind: type[int] | type[float], minimum: float, what: str) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` that is at least `minimum` (else exit 2)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum:g}")
+        return value
+
+    return parse
 
 
-def _cpu_window(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 (skip) or at least 1 second")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return value
+_positive_int = _number(int, 1, "a whole number")
+# 0 skips the CPU sample; a window is whole seconds because `sleep` on busybox takes no fraction.
+_cpu_window = _number(int, 0, "a whole number of seconds")
+_seconds = _number(float, 0.1, "a number of seconds")
 
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:

@@ -4,19 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-FIELDS = (
-    "user",
-    "nice",
-    "system",
-    "idle",
-    "iowait",
-    "irq",
-    "softirq",
-    "steal",
-    "guest",
-    "guest_nice",
-)
-
 
 @dataclass(frozen=True)
 class CpuTicks:

@@ -274,15 +274,6 @@ def bpf_from_fdinfo(
 
 # ---------------------------------------------------------------- the whole host
 @dataclass
-class Read:
-    """A parsed value, or why it could not be had (absent vs unreadable kept apart)."""
-
-    value: object = None
-    error: str | None = None  # "EPERM ..." etc.: unreadable, never "empty"
-    absent: bool = False
-
-
-@dataclass
 class HostFacts:
     uid: int | None
     kernel: str | None
