@@ -7,13 +7,20 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fleet import __version__
 from fleet.errors import UsageError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """One line for a usage mistake, like every other user error (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _number(kind: type[int] | type[float], minimum: float, what: str) -> Callable[[str], Any]:
@@ -91,7 +98,7 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fleet",
         description="Find, fix and prove the fix of kernel-tracing overhead, fleet-wide, over SSH.",
     )
