@@ -381,25 +381,28 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
     bpf_source: str | None = None
     bpf_programs: list[BpfProgram] = []
     bpf_error: str | None = None
-    if "bpftool_prog" in out.commands:
-        run = out.commands["bpftool_prog"]
-        if run.rc == 0:
-            try:
-                bpf_programs = parse_bpftool_progs(run.stdout)
-                bpf_source = "bpftool"
-            except ValueError as exc:
-                bpf_error = f"bpftool output unparsable: {exc}"
-        else:
-            bpf_error = f"bpftool failed (rc {run.rc}): {run.stderr.strip() or run.stdout.strip()}"
-    elif out.fdinfo is not None:
-        uid = out.env.get("uid")
-        if uid == "0":
+    reasons: list[str] = []
+    run = out.commands.get("bpftool_prog")
+    if run is not None and run.rc == 0:
+        try:
+            bpf_programs = parse_bpftool_progs(run.stdout)
+            bpf_source = "bpftool"
+        except ValueError as exc:
+            reasons.append(f"bpftool output unparsable: {exc}")
+    elif run is not None:
+        detail = (run.stderr.strip() or run.stdout.strip()).splitlines()[:1]
+        reasons.append(f"bpftool failed (rc {run.rc}{': ' + detail[0] if detail else ''})")
+    else:
+        reasons.append("no bpftool on the host")
+    if bpf_source is None and out.fdinfo is not None:
+        if out.env.get("uid") == "0":
             bpf_programs = bpf_from_fdinfo(out.fdinfo, out.procs)
             bpf_source = "fdinfo"
         else:
-            bpf_error = f"no bpftool, and /proc/*/fdinfo of other users needs root (uid {uid})"
-    else:
-        bpf_error = "no bpftool on the host and no /proc/PID/fdinfo to read"
+            reasons.append(f"/proc/*/fdinfo of other users needs root (uid {out.env.get('uid')})")
+    elif bpf_source is None:
+        reasons.append("no /proc/PID/fdinfo to read")
+    bpf_error = None if bpf_source else "; ".join(reasons)
 
     cpu = None
     cpu_error = None

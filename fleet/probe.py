@@ -161,8 +161,10 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
     out = ProbeOutput(root=root)
     marker = nonce + " "
     lines = stdout.split("\n")
-    if not any(line.startswith(marker + "begin") for line in lines[:3]):
+    begin = next((i for i, line in enumerate(lines) if line.startswith(marker + "begin")), None)
+    if begin is None:
         raise ProbeFormatError("probe did not start (no begin frame); is `sh` POSIX on the host?")
+    lines = lines[begin:]  # whatever a noisy login shell printed first is not ours
     errors, cmd_err = _parse_stderr(stderr, nonce)
     section: list[str] = []
     body: list[str] = []
@@ -175,7 +177,7 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
         if tag in ("files", "enables"):
             reads = _collect_grep([b for b in body if b], wanted, errors, root)
             (out.files if tag == "files" else out.enables).update(reads)
-        elif tag == "procs":
+        elif tag in ("procs", "comms"):
             for b in body:
                 path, _, comm = b.rpartition(":")
                 pid = path.removesuffix("/comm").rsplit("/", 1)[-1]

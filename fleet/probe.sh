@@ -14,6 +14,8 @@ s() { printf '%s %s\n' "$N" "$*"; }
 s begin 1
 if [ "$W" -gt 0 ]; then s stat1; cat "$R/proc/stat"; fi
 
+nl='
+'
 # Where tracefs and debugfs are mounted, as the kernel says; the audit never mounts anything.
 TM=; D=
 while read -r _dev mp fs _rest; do
@@ -58,8 +60,6 @@ grep -aH '' -- "$@" 2>&4
 # Stage 2: the enable state of every dynamic probe event, in every trace instance.
 if [ -n "$T" ]; then
   set --
-  nl='
-'
   seen=$nl
   for pf in kprobe_events uprobe_events dynamic_events; do
     while IFS= read -r l; do
@@ -103,21 +103,39 @@ fb() {
   done
   IFS=$o; return 1
 }
+# A wedged binary must not cost the whole host its audit: bound each command when we can.
+TO=
+if command -v timeout >/dev/null; then TO="timeout 20"; fi
 c() {
   n=$1; shift
   s cmd "$n" "$1"; printf '%s cmd %s\n' "$N" "$n" >&4
-  "$@" </dev/null 2>&4; r=$?
+  $TO "$@" </dev/null 2>&4; r=$?
   printf '\n'; s rc "$n" "$r"
 }
 if fb netdata :/opt/netdata/bin:/opt/netdata/usr/sbin; then c netdata_version "$B" -v; fi
-if fb bpftool; then
-  c bpftool_prog "$B" prog show --json
-else
-  # No bpftool: BPF program fds as /proc/PID/fdinfo shows them (needs root for other pids).
+r=1
+if fb bpftool; then c bpftool_prog "$B" prog show --json; fi
+if [ "$r" -ne 0 ]; then
+  # No working bpftool (absent, or Ubuntu's wrapper without linux-tools for this kernel):
+  # BPF program fds as /proc/PID/fdinfo shows them (other users' pids need root).
   set -- "$R"/proc/[0-9]*/fdinfo
   if [ -e "$1" ]; then
     s fdinfo
-    grep -rsH -e '^prog_type:' -e '^prog_id:' -e '^prog_tag:' "$@"
+    x=$(grep -rsH -e '^prog_type:' -e '^prog_id:' -e '^prog_tag:' "$@")
+    [ -n "$x" ] && printf '%s\n' "$x"
+    # ...and the comm of each owner, so the evidence names who loaded them.
+    set --
+    seen=$nl
+    while IFS= read -r l; do
+      [ -n "$l" ] || continue
+      p=${l#"$R"/proc/}; p=${p%%/*}
+      case $seen in *"$nl$p$nl"*) continue ;; esac
+      seen="$seen$p$nl"
+      set -- "$@" "$R/proc/$p/comm"
+    done <<EOF
+$x
+EOF
+    if [ $# -gt 0 ]; then s comms; grep -H '' -- "$@"; fi
   fi
 fi
 

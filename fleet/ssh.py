@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno as errno_mod
 import getpass
 import os
+import shlex
 import socket
 import threading
 import time
@@ -144,7 +145,22 @@ def resolve_endpoint(host: Host, ssh_config: paramiko.SSHConfig | None) -> Endpo
         keys = tuple(
             os.path.expanduser(k) for k in _DEFAULT_KEYS if os.path.exists(os.path.expanduser(k))
         )
-    return Endpoint(address, port, user, keys, cfg.get("proxycommand"))
+    proxy = cfg.get("proxycommand")
+    if not proxy and cfg.get("proxyjump") and cfg["proxyjump"].lower() != "none":
+        proxy = proxy_jump_command(cfg["proxyjump"], address, port)
+    return Endpoint(address, port, user, keys, proxy)
+
+
+def proxy_jump_command(jump: str, address: str, port: int) -> str:
+    """ProxyJump as the ProxyCommand OpenSSH itself would run: `ssh -W host:port` via the
+    last hop, earlier hops through -J (the jump hosts' keys are ssh's own business)."""
+    hops = [h.strip() for h in jump.split(",") if h.strip()]
+    target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    argv = ["ssh", "-o", "BatchMode=yes"]
+    if len(hops) > 1:
+        argv += ["-J", ",".join(hops[:-1])]
+    argv += ["-W", target, hops[-1]]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 class Connection:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fleet.facts import host_facts
+from fleet.probe import parse_probe_output
 from tests.helpers import run_probe, write
 
 SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]
@@ -147,3 +149,35 @@ def test_running_netdata_processes_are_found_by_comm(tree: Path) -> None:
     write(tree, "/proc/99/comm", "nginx\n")
     out, _ = run_probe(tree)
     assert out.procs == {1301: "ebpf.plugin", 1234: "netdata"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="other users' fdinfo is read as root only")
+def test_broken_bpftool_falls_back_to_fdinfo_with_owner_comm(tree: Path) -> None:
+    # Ubuntu's /usr/sbin/bpftool wrapper exits 2 when linux-tools for the kernel is missing.
+    bt = write(
+        tree, "/usr/sbin/bpftool", "#!/bin/sh\necho 'WARNING: bpftool not found' >&2\nexit 2\n"
+    )
+    bt.chmod(0o755)
+    write(tree, "/proc/1301/comm", "ebpf.plugin\n")
+    write(
+        tree,
+        "/proc/1301/fdinfo/7",
+        "pos:\t0\nflags:\t02000002\nprog_type:\t2\n"
+        "prog_jited:\t1\nprog_tag:\t5736f2a0499462c6\nprog_id:\t517\n",
+    )
+    write(tree, "/proc/1301/fdinfo/8", "pos:\t0\nflags:\t02\n")
+    write(tree, "/proc/42/comm", "tracer\n")
+    write(tree, "/proc/42/fdinfo/3", "prog_type:\t26\nprog_tag:\t59f4a931744dcdc6\nprog_id:\t522\n")
+    out, _ = run_probe(tree)
+    facts = host_facts(out)
+    assert facts.bpf_source == "fdinfo"
+    got = sorted((p.id, p.type, p.owners) for p in facts.bpf_programs)
+    assert got == [(517, "kprobe", ((1301, "ebpf.plugin"),)), (522, "tracing", ((42, "tracer"),))]
+
+
+def test_login_shell_noise_before_the_probe_is_ignored(tree: Path) -> None:
+    out, proc = run_probe(tree)
+    noisy = "Welcome to proxy-17\nlast login: never\n" + proc.stdout.decode()
+    nonce = next(line.split()[0] for line in proc.stdout.decode().splitlines() if " begin " in line)
+    again = parse_probe_output(noisy, proc.stderr.decode(), nonce, str(tree))
+    assert again.files == out.files and again.complete

@@ -113,3 +113,15 @@ def test_inventory_vars_win_over_ssh_config_which_fills_the_rest(tmp_path: Path)
     assert e1.key_files == (str(Path("~/.ssh/ops_key").expanduser()),)
     e2 = resolve_endpoint(hosts["web2"], config)
     assert (e2.address, e2.port, e2.user) == ("192.0.2.9", 22, "root")
+
+
+def test_proxy_jump_becomes_an_ssh_w_proxy_command(tmp_path: Path) -> None:
+    cfg = tmp_path / "config"
+    cfg.write_text("Host edge-*\n  ProxyJump bastion1,admin@bastion2:2222\n")
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    edge-1: {ansible_host: 'fd00::7'}\n")
+    host = load_inventory(inv).hosts["edge-1"]
+    e = resolve_endpoint(host, paramiko.SSHConfig.from_path(str(cfg)))
+    assert e.proxy_command == (
+        "ssh -o BatchMode=yes -J bastion1 -W '[fd00::7]:22' admin@bastion2:2222"
+    )
