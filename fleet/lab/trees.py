@@ -465,23 +465,25 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
             hooked[func] = [_ftrace_kprobe_entry(func, kprobe_tramp)]
     if plan.ebpf_on:
         hooked[_NETDATA_FENTRY] = ftrace_direct_own
+    if plan.agent_kprobes and plan.kprobes_armed:
+        for func in ("security_bprm_check", "do_sys_openat2"):
+            hooked[func] = [_ftrace_kprobe_entry(func, kprobe_tramp)]
     enabled_functions = [
         line for func in sorted(hooked, key=addr.__getitem__) for line in hooked[func]
     ]
 
-    if plan.integrity_lockdown:
-        # Integrity lockdown refuses reads of debugfs files that have write bits (and, as the
-        # brief models it, of enabled_functions). The lab points both at a write-only sysctl
-        # so the audit meets a real kernel refusal: EACCES where the locked-down kernel gives
-        # EPERM. Both mean "unknown", never "empty". kprobes/list is 0400 and stays readable.
-        tree.symlink(f"{tracing}/enabled_functions", _WRITE_ONLY_SYSCTL)
-    else:
-        tree.write(f"{tracing}/enabled_functions", _lines(enabled_functions))
+    # Integrity lockdown leaves tracefs alone: a Debian 6.1 guest booted with
+    # lockdown=integrity read enabled_functions fine (tests/fixtures/captured-qemu).
+    tree.write(f"{tracing}/enabled_functions", _lines(enabled_functions))
 
     # debugfs
     tree.mkdir("sys/kernel/debug")
     if plan.debugfs:
         if plan.integrity_lockdown:
+            # Integrity lockdown refuses debugfs files with write bits (kprobes/enabled is
+            # 0600) with EPERM. The lab points it at a write-only sysctl so the audit meets a
+            # real kernel refusal: EACCES, root included. Both mean "unknown", never "empty";
+            # kprobes/list is 0400 and stays readable.
             tree.symlink("sys/kernel/debug/kprobes/enabled", _WRITE_ONLY_SYSCTL)
         else:
             tree.write("sys/kernel/debug/kprobes/enabled", "1\n" if plan.kprobes_armed else "0\n")
