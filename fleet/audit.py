@@ -40,6 +40,9 @@ class AuditContext:
     ssh: SSHOptions
     cpu_window: int = 5
     host_timeout: float | None = None
+    # --forks: hosts handshaking or starting their probe at once. A host whose probe only
+    # sleeps through the CPU window holds no slot, so the window is paid once, not per batch.
+    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(20))
     keys: KeyCache = field(default_factory=KeyCache)
     ssh_config: paramiko.SSHConfig | None = None
     _known: dict[tuple[Path, ...], KnownHosts] = field(default_factory=dict)
@@ -71,7 +74,9 @@ def probe_host(conn: Connection, host: Host, ctx: AuditContext, deadline: float)
     cmd = probe_command(
         nonce, host.fleet_root, ctx.cpu_window, ctx.playbook.extra_files, host.become
     )
-    res = conn.run(cmd, probe_script().encode(), deadline)
+    with ctx.slots:
+        chan = conn.start(cmd, probe_script().encode(), deadline)
+    res = conn.collect(chan, deadline)  # the CPU window passes here, holding no fork
     result = HostResult(host.name, conn.endpoint.address, conn.endpoint.port, "error", None, 0.0)
     if host.become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
         result.error = "sudo -n needs a password (ansible_become is set): allow NOPASSWD for sh"
@@ -98,7 +103,8 @@ def audit_host(host: Host, ctx: AuditContext) -> HostResult:
     start = time.monotonic()
     deadline = ctx.deadline(start)
     try:
-        conn = connect(host, ctx.ssh, ctx.known_hosts(host), ctx.keys, ctx.ssh_config, deadline)
+        with ctx.slots:
+            conn = connect(host, ctx.ssh, ctx.known_hosts(host), ctx.keys, ctx.ssh_config, deadline)
     except SSHError as exc:
         return HostResult(
             host.name, host.address, host.port, UNREACHABLE, str(exc), time.monotonic() - start
@@ -136,13 +142,21 @@ def utc_now() -> str:
 
 
 def audit_fleet(
-    hosts: list[Host], ctx: AuditContext, forks: int, progress: Progress | None = None
+    hosts: list[Host],
+    ctx: AuditContext,
+    forks: int,
+    progress: Progress | None = None,
+    max_open: int = 256,
 ) -> AuditRun:
+    """Audit every host: at most `forks` connecting at once, at most `max_open` connections
+    held open while their probes sample CPU."""
     started = utc_now()
+    ctx.slots = threading.Semaphore(forks)
+    workers = max(forks, min(len(hosts), max_open)) if ctx.cpu_window > 0 else forks
     results = run_hosts(
         hosts,
         lambda h: audit_host(h, ctx),
-        forks=forks,
+        workers=workers,
         progress=progress,
         is_failure=lambda r: r.status in (UNREACHABLE, "error"),
     )

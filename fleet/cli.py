@@ -61,7 +61,17 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
         "--playbook", type=Path, help="checks to run (default playbooks/kernel-tracing.yml)"
     )
     p.add_argument(
-        "-f", "--forks", type=_positive_int, default=20, help="hosts at once (default 20)"
+        "-f",
+        "--forks",
+        type=_positive_int,
+        default=20,
+        help="hosts connecting or starting their probe at once (default 20)",
+    )
+    p.add_argument(
+        "--max-open",
+        type=_positive_int,
+        default=256,
+        help="connections held open while probes sample CPU (default 256)",
     )
     p.add_argument(
         "--cpu-window",
@@ -183,7 +193,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         cpu_window=args.cpu_window,
         host_timeout=args.timeout,
     )
-    run = audit_fleet(hosts, ctx, args.forks, Progress(len(hosts)))
+    run = audit_fleet(hosts, ctx, args.forks, Progress(len(hosts)), args.max_open)
     if args.json:
         from fleet.render.json_out import audit_document, render_json
 

@@ -1,4 +1,4 @@
-"""Fan a per-host function out over hosts: bounded forks, results in inventory order, progress."""
+"""Fan a per-host function out over hosts: bounded threads, results in inventory order, progress."""
 
 from __future__ import annotations
 
@@ -51,11 +51,11 @@ class Progress:
 def run_hosts(
     hosts: Sequence[Host],
     fn: Callable[[Host], R],
-    forks: int = 20,
+    workers: int = 20,
     progress: Progress | None = None,
     is_failure: Callable[[R], bool] = lambda _r: False,
 ) -> list[R]:
-    """Call fn(host) for every host with at most `forks` at once; keep going when some fail.
+    """Call fn(host) for every host, `workers` threads at once; keep going when some fail.
 
     fn must not raise for a host problem (it returns a result describing it); per-host
     deadlines are fn's job, since a thread cannot be killed from outside.
@@ -63,7 +63,7 @@ def run_hosts(
     results: dict[int, R] = {}
     failed = 0
     with ThreadPoolExecutor(
-        max_workers=max(1, min(forks, len(hosts) or 1)), thread_name_prefix="fleet"
+        max_workers=max(1, min(workers, len(hosts) or 1)), thread_name_prefix="fleet"
     ) as pool:
         pending: dict[Future[R], int] = {pool.submit(fn, h): i for i, h in enumerate(hosts)}
         while pending:

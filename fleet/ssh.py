@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
+from paramiko import Channel
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from fleet.hostkeys import HostKeyProblem, KnownHosts, host_key_name
@@ -172,8 +173,11 @@ class Connection:
         self.host_key_status = host_key_status
         self.sessions_opened = 0
 
-    def run(self, command: str, stdin: bytes = b"", deadline: float | None = None) -> RunResult:
-        """Run one command; its stdin is `stdin`. Raises CommandTimeout past `deadline`."""
+    def start(self, command: str, stdin: bytes = b"", deadline: float | None = None) -> Channel:
+        """Open a session, exec `command` and send `stdin`; `collect` waits for the result.
+
+        Split in two so a caller can stop counting the host against --forks while the remote
+        side only sleeps (the CPU sample window)."""
         deadline = deadline or (time.monotonic() + 3600)
         chan = self.transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
         self.sessions_opened += 1
@@ -182,6 +186,15 @@ class Connection:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
+        except BaseException:
+            chan.close()
+            raise
+        return chan
+
+    def collect(self, chan: Channel, deadline: float | None = None) -> RunResult:
+        """Read a started command's output and exit status. Raises CommandTimeout."""
+        deadline = deadline or (time.monotonic() + 3600)
+        try:
             out = _drain(chan, chan.recv, deadline)
             err = _drain(chan, chan.recv_stderr, deadline)
             if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
@@ -190,6 +203,10 @@ class Connection:
         finally:
             chan.close()
         return RunResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def run(self, command: str, stdin: bytes = b"", deadline: float | None = None) -> RunResult:
+        """Run one command to its end; its stdin is `stdin`."""
+        return self.collect(self.start(command, stdin, deadline), deadline)
 
     def close(self) -> None:
         self.transport.close()

@@ -33,11 +33,11 @@ def hosts(n: int) -> list[Host]:
 
 def test_results_come_back_in_inventory_order_whatever_finishes_first() -> None:
     hs = hosts(8)
-    out = run_hosts(hs, lambda h: (time.sleep(0.01 * (8 - int(h.name[1:]))), h.name)[1], forks=8)
+    out = run_hosts(hs, lambda h: (time.sleep(0.01 * (8 - int(h.name[1:]))), h.name)[1], workers=8)
     assert out == [h.name for h in hs]
 
 
-def test_no_more_than_forks_hosts_run_at_once() -> None:
+def test_no_more_than_workers_hosts_run_at_once() -> None:
     lock = threading.Lock()
     running = peak = 0
 
@@ -51,7 +51,7 @@ def test_no_more_than_forks_hosts_run_at_once() -> None:
             running -= 1
         return h.name
 
-    run_hosts(hosts(12), work, forks=3)
+    run_hosts(hosts(12), work, workers=3)
     assert peak == 3
 
 
@@ -65,7 +65,7 @@ def test_progress_bar_draws_on_a_tty_and_counts_failures() -> None:
     run_hosts(
         hosts(4),
         lambda h: (time.sleep(0.12), h.name)[1],
-        forks=1,
+        workers=1,
         progress=Progress(4, tty),
         is_failure=lambda r: r == "h1",
     )
