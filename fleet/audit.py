@@ -29,7 +29,12 @@ from fleet.ssh import (
     load_ssh_config,
 )
 
-SUDO_PASSWORD_HINTS = ("a password is required", "a terminal is required", "no tty present")
+SUDO_PASSWORD_HINTS = (
+    "a password is required",
+    "a terminal is required",
+    "no tty present",
+    "must have a tty",
+)
 
 
 @dataclass

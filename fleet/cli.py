@@ -256,8 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fleet: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("fleet: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        # Worker threads may sit in a connect or a remote CPU window for many seconds and
+        # cannot be killed; an audit only reads, so leave without waiting for them.
+        print("\nfleet: interrupted", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

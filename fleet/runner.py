@@ -62,10 +62,11 @@ def run_hosts(
     """
     results: dict[int, R] = {}
     failed = 0
-    with ThreadPoolExecutor(
+    pool = ThreadPoolExecutor(
         max_workers=max(1, min(workers, len(hosts) or 1)), thread_name_prefix="fleet"
-    ) as pool:
-        pending: dict[Future[R], int] = {pool.submit(fn, h): i for i, h in enumerate(hosts)}
+    )
+    pending: dict[Future[R], int] = {pool.submit(fn, h): i for i, h in enumerate(hosts)}
+    try:
         while pending:
             done, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -74,6 +75,11 @@ def run_hosts(
                 failed += is_failure(results[i])
             if progress:
                 progress.update(len(results), failed)
+    except BaseException:
+        # Ctrl-C: start no new host and do not wait for running ones (the caller decides).
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     if progress:
         progress.finish()
     return [results[i] for i in range(len(hosts))]

@@ -35,11 +35,16 @@ def lab6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabInfo]:
 _HOME = tempfile.mkdtemp(prefix="fleet-test-home-")
 
 
-def run_fleet(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a child process, as a person or cron would run it."""
+def fleet_env() -> dict[str, str]:
     env = {**os.environ, "HOME": _HOME, "NO_COLOR": "1"}
     env.pop("SSH_AUTH_SOCK", None)
     env.pop("FLEET_INVENTORY", None)
+    return env
+
+
+def run_fleet(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a child process, as a person or cron would run it."""
+    env = fleet_env()
     return subprocess.run(
         [sys.executable, "-m", "fleet.cli", *map(str, args)],
         capture_output=True,

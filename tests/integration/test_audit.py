@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from fleet import lab
-from tests.integration.conftest import audit_json, by_name, run_fleet, statuses
+from tests.integration.conftest import audit_json, by_name, fleet_env, run_fleet, statuses
 
 HOST_KEYS = {"name", "address", "port", "status", "error", "duration_s", "checks", "cpu"}
 CHECK_KEYS = {"id", "status", "severity", "summary", "evidence", "fix"}
@@ -196,3 +200,32 @@ def test_many_hosts_are_grouped_by_identical_findings_worst_first(tmp_path: Path
         "compliant",
     ]
     assert "30 host(s): 5 compliant, 15 non-compliant, 5 error, 5 unreachable" in proc.stdout
+
+
+def test_ctrl_c_stops_at_once_without_waiting_for_cpu_windows(lab6: lab.LabInfo) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleet.cli",
+            "audit",
+            "-i",
+            str(lab6.inventory),
+            "--cpu-window",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=fleet_env(),
+    )
+    try:
+        time.sleep(2)  # every reachable host is inside its 60 s window now
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)  # far less than the 60 s window
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
