@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit integration lint deps sshd clean
+.PHONY: demo test unit lint deps sshd busybox install clean
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -17,6 +17,12 @@ sshd:
 	@if [ ! -x /usr/sbin/sshd ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client; \
 	  else echo "sshd missing: run as root: apt-get install -y openssh-server" >&2; exit 1; fi; fi
+
+# busybox lets the probe tests run on busybox applets alone (targets need only POSIX sh).
+busybox:
+	@if ! command -v busybox >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox; \
+	  else echo "busybox missing (its tests skip): apt-get install -y busybox" >&2; fi; fi
 
 $(STAMP): pyproject.toml | deps
 	$(PY) -m venv $(VENV)
@@ -35,7 +41,7 @@ demo: $(STAMP) sshd
 	  echo "fleet audit exit code $$rc (bit 1: non-compliant hosts, bit 4: unreachable/error hosts)"; \
 	  [ $$rc -ne 2 ] && [ $$rc -lt 8 ]
 
-test: $(STAMP) sshd
+test: $(STAMP) sshd busybox
 	$(BIN)/ruff check fleet tests
 	$(BIN)/pytest -q -m 'not e2e'
 

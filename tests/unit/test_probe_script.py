@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from fleet.facts import host_facts
-from fleet.probe import parse_probe_output
+from fleet.probe import new_nonce, parse_probe_output, probe_command, probe_script
 from tests.helpers import run_probe, write
 
 SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]
@@ -181,3 +182,26 @@ def test_login_shell_noise_before_the_probe_is_ignored(tree: Path) -> None:
     nonce = next(line.split()[0] for line in proc.stdout.decode().splitlines() if " begin " in line)
     again = parse_probe_output(noisy, proc.stderr.decode(), nonce, str(tree))
     assert again.files == out.files and again.complete
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="busybox not installed")
+def test_probe_runs_on_busybox_applets_alone(tree: Path, tmp_path: Path) -> None:
+    # An embedded or Alpine-like target: sh, grep, cat, id, sleep, timeout are all busybox.
+    bb = tmp_path / "bb"
+    bb.mkdir()
+    for applet in ("sh", "grep", "cat", "id", "sleep", "timeout"):
+        (bb / applet).symlink_to(shutil.which("busybox"))
+    nonce = new_nonce()
+    proc = subprocess.run(
+        [str(bb / "sh"), "-c", probe_command(nonce, str(tree), 1)],
+        input=probe_script().encode(),
+        capture_output=True,
+        timeout=30,
+        env={"PATH": str(bb), "LC_ALL": "C"},
+    )
+    out = parse_probe_output(proc.stdout.decode(), proc.stderr.decode(), nonce, str(tree))
+    assert out.complete
+    assert out.files["/sys/kernel/tracing/set_event"].text == "sched:sched_switch\n"
+    assert out.files["/sys/kernel/tracing/dynamic_events"].errno == "ENOENT"
+    assert out.enables["/sys/kernel/tracing/events/kprobes/x/enable"].text == "1\n"
+    assert out.stat1 is not None and out.stat2 is not None
