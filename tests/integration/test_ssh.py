@@ -41,6 +41,9 @@ def test_unknown_host_key_is_refused_before_any_authentication(
     assert host["status"] == "unreachable" and host["checks"] == []
     assert "unknown host key" in host["error"] and "SHA256:" in host["error"]
     assert log_text(lab6).count("publickey") == before  # sshd saw no auth attempt
+    # Control: with the key known, the same run does authenticate, and sshd logs it.
+    rc, _ = audit_json("-i", lab6.inventory, "--limit", "clean-*", "--cpu-window", "0")
+    assert rc == 0 and log_text(lab6).count("Accepted publickey") > 0
 
 
 def other_key(tmp_path: Path) -> str:
