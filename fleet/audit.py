@@ -74,7 +74,6 @@ class AuditContext:
 
 def probe_host(conn: Connection, host: Host, ctx: AuditContext, deadline: float) -> HostResult:
     """Run the probe over an open connection (one exec) and judge the output."""
-    start = time.monotonic()
     nonce = new_nonce()
     cmd = probe_command(
         nonce, host.fleet_root, ctx.cpu_window, ctx.playbook.extra_files, host.become
@@ -99,7 +98,6 @@ def probe_host(conn: Connection, host: Host, ctx: AuditContext, deadline: float)
     probe_error = None if out.complete else f"probe output incomplete (rc {res.rc})"
     result.error = probe_error
     result.status = host_status(result.checks, probe_error)
-    result.duration_s = time.monotonic() - start
     return result
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from fleet.cpu import CpuFigures
 
-CHECK_STATUSES = ("pass", "fail", "warn", "skip", "error")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 COMPLIANT = "compliant"

@@ -169,6 +169,7 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
     section: list[str] = []
     body: list[str] = []
     wanted: list[str] = []
+    rc_seen: list[str] = []
 
     def close() -> None:
         if not section:
@@ -192,14 +193,15 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
         elif tag == "cmd":
             name = section[1]
             path = _strip_root(root, " ".join(section[2:]))
-            rc_line = body.pop() if body and body[-1].startswith("\0rc ") else "\0rc 255"
+            rc = int(rc_seen[-1]) if rc_seen else 255  # no rc frame: the run was cut short
             text = "\n".join(body)
             out.commands[name] = CommandRun(
-                name, path, int(rc_line.split()[-1]), text.removesuffix("\n"), cmd_err.get(name, "")
+                name, path, rc, text.removesuffix("\n"), cmd_err.get(name, "")
             )
         section.clear()
         body.clear()
         wanted.clear()
+        rc_seen.clear()
 
     for line in lines:
         if not line.startswith(marker):
@@ -213,7 +215,7 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
         elif tag == "plugin":
             out.plugins.append(" ".join(args))
         elif tag == "rc":
-            body.append("\0rc " + args[-1])
+            rc_seen.append(args[-1])
             close()
         elif tag in ("begin", "done"):
             close()

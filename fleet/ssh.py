@@ -167,11 +167,9 @@ def proxy_jump_command(jump: str, address: str, port: int) -> str:
 class Connection:
     """An authenticated SSH transport to one host; `run` may be called several times."""
 
-    def __init__(self, transport: paramiko.Transport, endpoint: Endpoint, host_key_status: str):
+    def __init__(self, transport: paramiko.Transport, endpoint: Endpoint):
         self.transport = transport
         self.endpoint = endpoint
-        self.host_key_status = host_key_status
-        self.sessions_opened = 0
 
     def start(self, command: str, stdin: bytes = b"", deadline: float | None = None) -> Channel:
         """Open a session, exec `command` and send `stdin`; `collect` waits for the result.
@@ -180,7 +178,6 @@ class Connection:
         side only sleeps (the CPU sample window)."""
         deadline = deadline or (time.monotonic() + 3600)
         chan = self.transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
-        self.sessions_opened += 1
         try:
             chan.exec_command(command)
             if stdin:
@@ -274,9 +271,9 @@ def _connect_once(
             # start_client returns silently when its own timeout fires first.
             raise TimeoutError("SSH handshake timed out (no banner or key exchange)")
         # The contract: no authentication attempt before the host key is accepted.
-        status = known.verify(name, t.get_remote_server_key(), opts.accept_new_host_keys)
+        known.verify(name, t.get_remote_server_key(), opts.accept_new_host_keys)
         _authenticate(t, endpoint, keys)
-        return Connection(t, endpoint, status)
+        return Connection(t, endpoint)
     except BaseException:
         t.close()
         raise

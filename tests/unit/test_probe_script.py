@@ -205,3 +205,11 @@ def test_probe_runs_on_busybox_applets_alone(tree: Path, tmp_path: Path) -> None
     assert out.files["/sys/kernel/tracing/dynamic_events"].errno == "ENOENT"
     assert out.enables["/sys/kernel/tracing/events/kprobes/x/enable"].text == "1\n"
     assert out.stat1 is not None and out.stat2 is not None
+
+
+def test_command_cut_short_before_its_rc_frame_reads_as_rc_255() -> None:
+    stdout = "N begin 1\nN cmd bpftool_prog /usr/sbin/bpftool\n[{\"id\": 1"
+    out = parse_probe_output(stdout, "", "N", "/")
+    run = out.commands["bpftool_prog"]
+    assert (run.rc, run.stdout) == (255, '[{"id": 1')
+    assert not out.complete
