@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the lab inventory (default inventory/lab.yml)",
     )
     lab.add_argument("--no-cpu-model", action="store_true", help="static /proc/stat files")
+    lab.add_argument(
+        "--no-kernel-model",
+        action="store_true",
+        help="passive host trees: writes do not ripple like a kernel's (for benchmarks)",
+    )
     return parser
 
 
@@ -228,6 +233,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             scenario=args.scenario,
             inventory_out=args.inventory_out,
             cpu_model=not args.no_cpu_model,
+            kernel_model=not args.no_kernel_model,
         )
         print(
             f"lab up: {len(info.hosts)} hosts behind sshd pid {info.sshd_pid} on "

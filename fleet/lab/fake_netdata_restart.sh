@@ -1,8 +1,9 @@
 #!/bin/sh
 # fleet lab stand-in for `systemctl restart netdata` on one lab host. Like the real daemon at
-# start it reads [plugins] ebpf from netdata.conf (default on): off makes ebpf.plugin and all
-# it loaded (kprobes, BPF programs, trampolines) go away, on brings them back. Which lines are
-# netdata's is recorded in var/lib/fleet-lab at tree creation, so exactly those are touched.
+# start it reads [plugins] ebpf from netdata.conf (default on): off makes ebpf.plugin exit and
+# its BPF programs go away, on brings them back. The kprobes and trampolines it held follow
+# ebpf.plugin's process: the lab kernel model (fleet/lab/kernelmodel.py) drops or restores
+# them once the command that ran this has finished.
 # Every file is replaced whole (temp + mv) so a concurrent audit never reads half of one.
 case $0 in
     /*) self=$0 ;;
@@ -11,8 +12,6 @@ esac
 root=${self%/usr/sbin/*}
 lab=$root/var/lib/fleet-lab
 conf=$root/etc/netdata/netdata.conf
-kprobes=$root/sys/kernel/debug/kprobes
-functions=$root/sys/kernel/tracing/enabled_functions
 
 if [ ! -x "$root/usr/sbin/netdata" ]; then
     echo "Failed to restart netdata.service: Unit netdata.service not found." >&2
@@ -42,40 +41,18 @@ put() {
     cat >"$1.fleet-lab.$$" && mv -f "$1.fleet-lab.$$" "$1"
 }
 
-# drop FILE RECORD: remove from FILE one copy of each line listed in RECORD.
-drop() {
-    [ -f "$1" ] && [ -f "$2" ] || return 0
-    awk 'FILENAME == ARGV[1] { own[$0]++; next } own[$0] > 0 { own[$0]--; next } { print }' \
-        "$2" "$1" | put "$1"
-}
-
-# add FILE RECORD: append the lines of RECORD that FILE lacks.
-add() {
-    [ -f "$1" ] && [ -f "$2" ] || return 0
-    awk 'FILENAME == ARGV[1] { have[$0] = 1; print; next } !($0 in have)' "$1" "$2" | put "$1"
-}
-
 pid=$(cat "$lab/ebpf_plugin_pid")
 if [ "$ebpf" = off ]; then
     if [ -d "$root/proc/$pid" ]; then
         # Rename first so no reader sees a process directory without its comm.
         mv "$root/proc/$pid" "$root/proc/.gone.$$" && rm -rf "$root/proc/.gone.$$"
     fi
-    drop "$kprobes/list" "$lab/netdata_kprobes"
-    drop "$functions" "$lab/netdata_ftrace_kprobe"
-    drop "$functions" "$lab/netdata_ftrace_direct"
     put "$lab/bpf_progs.json" <"$lab/bpf_progs.without_netdata.json"
     put "$lab/bpf_progs.txt" <"$lab/bpf_progs.without_netdata.txt"
 else
     if [ ! -d "$root/proc/$pid" ]; then
         cp -R "$lab/ebpf_plugin_proc" "$root/proc/.new.$$" && mv "$root/proc/.new.$$" "$root/proc/$pid"
     fi
-    add "$kprobes/list" "$lab/netdata_kprobes"
-    # Kprobes only reach ftrace while armed; BPF trampolines do regardless.
-    if [ "$(cat "$kprobes/enabled" 2>/dev/null)" = 1 ]; then
-        add "$functions" "$lab/netdata_ftrace_kprobe"
-    fi
-    add "$functions" "$lab/netdata_ftrace_direct"
     put "$lab/bpf_progs.json" <"$lab/bpf_progs.with_netdata.json"
     put "$lab/bpf_progs.txt" <"$lab/bpf_progs.with_netdata.txt"
 fi

@@ -12,6 +12,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -50,6 +51,8 @@ _STATE_FILES = (
     "sshd.log",
     "cpumodel.log",
     "inventory.yml",
+    "exec.sh",
+    "kernelmodel.log",
 )
 
 # Children started by this process, kept so down() can reap them (a zombie still answers
@@ -95,8 +98,14 @@ def up(
     scenario: str = "mixed",
     inventory_out: Path | None = None,
     cpu_model: bool = True,
+    kernel_model: bool = True,
 ) -> LabInfo:
-    """Build the host trees, start sshd (and the CPU model), write the inventory."""
+    """Build the host trees, start sshd (and the CPU model), write the inventory.
+
+    With `kernel_model`, sshd runs each command through exec.sh, which afterwards lets the
+    lab kernel model apply what the command wrote (fleet/lab/kernelmodel.py); without it the
+    trees are passive files, as the benchmark wants its sshd.
+    """
     plan = host_plan(hosts, scenario)
     if not SSHD.is_file():
         raise LabError(f"{SSHD} not found: install it with 'apt-get install -y openssh-server'")
@@ -105,7 +114,7 @@ def up(
     state = Path(os.path.abspath(state_dir))
     _claim_state_dir(state)
     try:
-        return _up(state, plan, scenario, inventory_out, cpu_model)
+        return _up(state, plan, scenario, inventory_out, cpu_model, kernel_model)
     except BaseException:
         down(state)
         raise
@@ -134,6 +143,7 @@ def _up(
     scenario: str,
     inventory_out: Path | None,
     cpu_model: bool,
+    kernel_model: bool,
 ) -> LabInfo:
     # Marker first: from here on down() recognises the dir as a lab and may clean it.
     _write(state / _MARKER, json.dumps({"scenario": scenario, "hosts": len(plan)}) + "\n")
@@ -150,7 +160,9 @@ def _up(
     for name, kind, index in plan:
         make_host_tree(hosts_dir / name, kind, index)
 
-    sshd_pid, port = _start_sshd(state, user)
+    if kernel_model:
+        _write_exec_wrapper(state, hosts_dir)
+    sshd_pid, port = _start_sshd(state, user, kernel_model)
     host_pub = (state / "ssh_host_ed25519_key.pub").read_text().split()
     known_hosts = state / "known_hosts"
     _write(known_hosts, f"[{ADDRESS}]:{port} {host_pub[0]} {host_pub[1]}\n")
@@ -255,7 +267,25 @@ def _sshd_version() -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
-def _sshd_config(state: Path, user: str, port: int) -> str:
+def _write_exec_wrapper(state: Path, hosts_dir: Path) -> None:
+    """exec.sh: sshd's ForceCommand. The client's command runs as it asked; then the kernel
+    model reads what it wrote, the way a kernel reacts to a write before the next read."""
+    text = (
+        "#!/bin/sh\n"
+        "# fleet lab: run the client's command, then let the lab kernel model react to it.\n"
+        'if [ -n "${SSH_ORIGINAL_COMMAND+x}" ]; then sh -c "$SSH_ORIGINAL_COMMAND"; '
+        'else "${SHELL:-/bin/sh}"; fi\n'
+        "rc=$?\n"
+        f"PYTHONPATH={shlex.quote(str(Path(__file__).resolve().parents[2]))} "
+        f"{shlex.quote(sys.executable)} -m fleet.lab.kernelmodel {shlex.quote(str(hosts_dir))} "
+        f">>{shlex.quote(str(state / 'kernelmodel.log'))} 2>&1\n"
+        "exit $rc\n"
+    )
+    _write(state / "exec.sh", text)
+    (state / "exec.sh").chmod(0o755)
+
+
+def _sshd_config(state: Path, user: str, port: int, kernel_model: bool = False) -> str:
     lines = [
         "# fleet lab sshd: loopback only, one user, key auth only.",
         f"ListenAddress {ADDRESS}:{port}",
@@ -283,10 +313,12 @@ def _sshd_config(state: Path, user: str, port: int) -> str:
         "AllowTcpForwarding no",
         "AllowAgentForwarding no",
         "PermitTunnel no",
-        # VERBOSE logs each auth attempt and "Starting session: command": tests count them.
+        # VERBOSE logs each auth attempt and "Starting session: (forced-)command": tests count them.
         "LogLevel VERBOSE",
         "Subsystem sftp internal-sftp",
     ]
+    if kernel_model:
+        lines.append(f"ForceCommand {state / 'exec.sh'}")
     if os.getuid() == 0:
         lines.append("PermitRootLogin prohibit-password")
     if _sshd_version() >= (9, 8):
@@ -296,7 +328,7 @@ def _sshd_config(state: Path, user: str, port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _start_sshd(state: Path, user: str) -> tuple[int, int]:
+def _start_sshd(state: Path, user: str, kernel_model: bool = False) -> tuple[int, int]:
     """Start sshd on a free loopback port; (pid, port) once it answers with an SSH banner."""
     if os.getuid() == 0:
         # Root's sshd chroots its pre-auth child into the privilege separation dir.
@@ -305,7 +337,7 @@ def _start_sshd(state: Path, user: str) -> tuple[int, int]:
     for attempt in range(5):
         port = _free_port()
         config = state / "sshd_config"
-        _write(config, _sshd_config(state, user, port))
+        _write(config, _sshd_config(state, user, port, kernel_model))
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [str(SSHD), "-D", "-e", "-f", str(config)],

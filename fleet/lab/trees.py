@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from fleet.errors import UsageError
-from fleet.lab import procstat
+from fleet.lab import kernelmodel, procstat
 
 SCENARIOS: tuple[str, ...] = ("incident", "clean", "half-fixed", "tracefs-only", "lockdown", "down")
 
@@ -224,10 +224,10 @@ def _proc(tree: _Tree, rel: str, comm: str, argv: list[str]) -> None:
     tree.write(f"{rel}/cmdline", "".join(f"{arg}\0" for arg in argv))
 
 
-def _kprobe_line(addr: int, kind: str, func: str, flags: str) -> str:
+def _kprobe_base(addr: int, kind: str, func: str) -> str:
     # kernel/kprobes.c report_probe(): "%px  %s  %s+0x%x  %s " then the flags; a vmlinux
     # symbol has no module name, which prints as a single space.
-    return f"{addr:016x}  {kind}  {func}+0x0    {flags}"
+    return f"{addr:016x}  {kind}  {func}+0x0    "
 
 
 def _ftrace_kprobe_entry(func: str, tramp: int) -> str:
@@ -351,26 +351,6 @@ def _write_progs(tree: _Tree, rel: str, progs: list[_Prog]) -> None:
     tree.write(f"{rel}.txt", "".join(p.text() for p in progs))
 
 
-def _events_tree(tree: _Tree, base: str, enabled: list[str], disabled: list[str]) -> None:
-    """events/<group>/<event>/enable and the group/top enable files ("0", "1" or mixed "X")."""
-    groups: dict[str, list[bool]] = {}
-    for name, on in [(e, True) for e in enabled] + [(e, False) for e in disabled]:
-        group, _, event = name.partition(":")
-        tree.write(f"{base}/events/{group}/{event}/enable", "1\n" if on else "0\n")
-        groups.setdefault(group, []).append(on)
-    for group, states in groups.items():
-        # Tracepoint groups hold more events than the lab lists, so any "on" is mixed.
-        probe_group = group in ("kprobes", "uprobes")
-        if probe_group and all(states):
-            value = "1"
-        elif any(states):
-            value = "X"
-        else:
-            value = "0"
-        tree.write(f"{base}/events/{group}/enable", f"{value}\n")
-    tree.write(f"{base}/events/enable", "X\n" if enabled else "0\n")
-
-
 def make_host_tree(root: Path, scenario: str, index: int) -> None:
     """Build one lab host's tree at `root` (created if missing) for `scenario`."""
     if scenario not in _PLANS:
@@ -421,60 +401,63 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
     if plan.nginx_uprobe:
         uprobe_events.append("p:uprobes/nginx_accept /usr/sbin/nginx:0x000000000004a3f0")
         disabled_events.append("uprobes:nginx_accept")
-    tree.write(f"{tracing}/set_event", _lines(plan.set_event))
     tree.write(f"{tracing}/kprobe_events", _lines(kprobe_events))
     tree.write(f"{tracing}/uprobe_events", _lines(uprobe_events))
     tree.write(f"{tracing}/dynamic_events", _lines(kprobe_events + uprobe_events))
     tree.write(f"{tracing}/current_tracer", "nop\n")
     tree.write(f"{tracing}/tracing_on", "1\n")
-    _events_tree(tree, tracing, list(plan.set_event), disabled_events)
+    instances = {"": tracing}
+    events = {"": sorted({*plan.set_event, *disabled_events})}
+    enabled = {"": sorted(plan.set_event)}
     tree.mkdir(f"{tracing}/instances")
     if plan.rasdaemon:
-        ras = ["ras:mc_event", "ras:aer_event"]
+        ras = ["ras:aer_event", "ras:mc_event"]
         inst = f"{tracing}/instances/rasdaemon"
-        tree.write(f"{inst}/set_event", _lines(ras))
         tree.write(f"{inst}/current_tracer", "nop\n")
         tree.write(f"{inst}/tracing_on", "1\n")
-        _events_tree(tree, inst, ras, [])
+        instances["rasdaemon"] = inst
+        events["rasdaemon"] = ras
+        enabled["rasdaemon"] = ras
 
     # kprobes: netdata's (perf kprobe PMU: in kprobes/list, never in kprobe_events) and the
     # manual tracefs one. Two probes on one address are both listed.
-    netdata_kprobes = [
-        _kprobe_line(addr[func], kind, func, "[FTRACE]") for kind, func in _NETDATA_KPROBES
-    ]
-    manual_kprobes = [_kprobe_line(addr["tcp_sendmsg"], "k", "tcp_sendmsg", "[FTRACE]")]
-    listed = (manual_kprobes if plan.manual_kprobe else []) + (
-        netdata_kprobes if plan.ebpf_on else []
-    )
+    def kprobe(kind: str, func: str, owner: str) -> kernelmodel.KprobeSpec:
+        return kernelmodel.KprobeSpec(
+            _kprobe_base(addr[func], kind, func), "[FTRACE]", func, addr[func], owner
+        )
+
+    kprobes: list[kernelmodel.KprobeSpec] = []
+    if plan.manual_kprobe:
+        kprobes.append(kprobe("k", "tcp_sendmsg", "event:kprobes:fleet_tcp_sendmsg"))
+    if plan.netdata:
+        kprobes += [kprobe(kind, func, "netdata") for kind, func in _NETDATA_KPROBES]
     if plan.agent_kprobes:
-        listed += [
-            _kprobe_line(addr["security_bprm_check"], "k", "security_bprm_check", "[FTRACE]"),
-            _kprobe_line(addr["do_sys_openat2"], "r", "do_sys_openat2", "[FTRACE]"),
+        kprobes += [
+            kprobe("k", "security_bprm_check", "static"),
+            kprobe("r", "do_sys_openat2", "static"),
         ]
-
     # enabled_functions: one entry per hooked function, in address order. Kprobes reach
-    # ftrace only while armed; netdata owns the entries no other probe shares.
-    manual_funcs = {"tcp_sendmsg"} if plan.manual_kprobe else set()
-    netdata_funcs = {func for _, func in _NETDATA_KPROBES}
-    netdata_only = sorted(netdata_funcs - manual_funcs, key=addr.__getitem__)
-    ftrace_kprobe_own = [_ftrace_kprobe_entry(f, kprobe_tramp) for f in netdata_only]
-    ftrace_direct_own = _ftrace_direct_entry(_NETDATA_FENTRY, _RELEASE_TASK_BTF_ID)
-    hooked: dict[str, list[str]] = {}
-    if plan.kprobes_armed:
-        for func in manual_funcs | (netdata_funcs if plan.ebpf_on else set()):
-            hooked[func] = [_ftrace_kprobe_entry(func, kprobe_tramp)]
-    if plan.ebpf_on:
-        hooked[_NETDATA_FENTRY] = ftrace_direct_own
-    if plan.agent_kprobes and plan.kprobes_armed:
-        for func in ("security_bprm_check", "do_sys_openat2"):
-            hooked[func] = [_ftrace_kprobe_entry(func, kprobe_tramp)]
-    enabled_functions = [
-        line for func in sorted(hooked, key=addr.__getitem__) for line in hooked[func]
-    ]
-
-    # Integrity lockdown leaves tracefs alone: a Debian 6.1 guest booted with
-    # lockdown=integrity read enabled_functions fine (tests/fixtures/captured-qemu).
-    tree.write(f"{tracing}/enabled_functions", _lines(enabled_functions))
+    # ftrace only while armed; a BPF trampoline (netdata's fentry) regardless.
+    direct = []
+    if plan.netdata:
+        direct.append(
+            {
+                "func": _NETDATA_FENTRY,
+                "addr": addr[_NETDATA_FENTRY],
+                "lines": _ftrace_direct_entry(_NETDATA_FENTRY, _RELEASE_TASK_BTF_ID),
+                "owner": "netdata",
+            }
+        )
+    spec = kernelmodel.Spec(
+        instances=instances,
+        events=events,
+        kprobes=kprobes,
+        kprobe_ftrace={kp.func: _ftrace_kprobe_entry(kp.func, kprobe_tramp) for kp in kprobes},
+        direct_ftrace=direct,
+        kprobes_dir="sys/kernel/debug/kprobes" if plan.debugfs else None,
+        netdata_proc=f"proc/{EBPF_PLUGIN_PID}" if plan.netdata else None,
+        enabled_functions=f"{tracing}/enabled_functions",
+    )
 
     # debugfs
     tree.mkdir("sys/kernel/debug")
@@ -485,11 +468,11 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
             # real kernel refusal: EACCES, root included. Both mean "unknown", never "empty";
             # kprobes/list is 0400 and stays readable.
             tree.symlink("sys/kernel/debug/kprobes/enabled", _WRITE_ONLY_SYSCTL)
-        else:
-            tree.write("sys/kernel/debug/kprobes/enabled", "1\n" if plan.kprobes_armed else "0\n")
-        tree.write("sys/kernel/debug/kprobes/list", _lines(listed))
         # On a real box an automount of the same tracefs.
         tree.symlink("sys/kernel/debug/tracing", "../tracing")
+    # Integrity lockdown leaves tracefs alone: a Debian 6.1 guest booted with
+    # lockdown=integrity read enabled_functions fine (tests/fixtures/captured-qemu).
+    kernelmodel.install(tree.root, spec, enabled, plan.kprobes_armed)
 
     # userspace: bpftool everywhere, netdata where installed
     lab = "var/lib/fleet-lab"
@@ -509,8 +492,5 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
     tree.write(f"{lab}/netdata_version", f"{plan.netdata}\n")
     tree.write(f"{lab}/ebpf_plugin_pid", f"{EBPF_PLUGIN_PID}\n")
     _proc(tree, f"{lab}/ebpf_plugin_proc", "ebpf.plugin", _EBPF_PLUGIN_ARGV)
-    tree.write(f"{lab}/netdata_kprobes", _lines(netdata_kprobes))
-    tree.write(f"{lab}/netdata_ftrace_kprobe", _lines(ftrace_kprobe_own))
-    tree.write(f"{lab}/netdata_ftrace_direct", _lines(ftrace_direct_own))
     _write_progs(tree, f"{lab}/bpf_progs.with_netdata", progs_with)
     _write_progs(tree, f"{lab}/bpf_progs.without_netdata", progs_without)

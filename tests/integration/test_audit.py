@@ -87,7 +87,7 @@ def test_every_scenario_gets_its_verdict(lab6: lab.LabInfo) -> None:
     assert clean["status"] == "compliant"
     set_event = next(c for c in clean["checks"] if c["id"] == "tracing.set_event")
     assert set_event["evidence"]["allowed"] == {
-        "instances/rasdaemon": ["ras:mc_event", "ras:aer_event"]
+        "instances/rasdaemon": ["ras:aer_event", "ras:mc_event"]
     }
     assert clean["cpu"]["system_pct"] < 25
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from fleet import lab
+from fleet.lab import kernelmodel
 from fleet.errors import UsageError
 
 pytestmark = pytest.mark.integration
@@ -324,7 +325,7 @@ def test_clean_host_has_only_rasdaemon_tracing(mixed: lab.LabInfo) -> None:
     assert (tracing / "kprobe_events").read_text() == ""
     assert (root / "sys/kernel/debug/kprobes/list").read_text() == ""
     assert (tracing / "instances/rasdaemon/set_event").read_text() == (
-        "ras:mc_event\nras:aer_event\n"
+        "ras:aer_event\nras:mc_event\n"
     )
     assert "    ebpf = no\n" in (root / "etc/netdata/netdata.conf").read_text()
     assert not (root / "proc/1301").exists() and (root / "proc/1234/comm").exists()
@@ -441,6 +442,7 @@ def test_netdata_restart_with_ebpf_off_removes_only_netdata_state(tmp_path: Path
 
     proc = run(root / "usr/sbin/netdata-restart")
     assert proc.returncode == 0, proc.stderr
+    kernelmodel.reconcile(root)  # what the lab's sshd does after each command
     assert not (root / "proc/1301").exists() and (root / "proc/1234/comm").exists()
     # The manual probe on tcp_sendmsg is not netdata's: its lines stay.
     assert kprobes.read_text().splitlines() == [
@@ -455,6 +457,7 @@ def test_netdata_restart_with_ebpf_off_removes_only_netdata_state(tmp_path: Path
     # Turning it back on (any case, the key's last value wins) brings back exactly the same.
     conf.write_text(conf.read_text() + "[plugins]\n    EBPF = On\n")
     assert run(root / "usr/sbin/netdata-restart").returncode == 0
+    kernelmodel.reconcile(root)
     assert (root / "proc/1301/comm").read_text() == "ebpf.plugin\n"
     assert sorted(kprobes.read_text().splitlines()) == sorted(before[kprobes].splitlines())
     assert sorted(functions.read_text().splitlines()) == sorted(before[functions].splitlines())
