@@ -72,12 +72,15 @@ class AuditContext:
         return start + budget
 
 
-def probe_host(conn: Connection, host: Host, ctx: AuditContext, deadline: float) -> HostResult:
-    """Run the probe over an open connection (one exec) and judge the output."""
+def probe_host(
+    conn: Connection, host: Host, ctx: AuditContext, deadline: float, window: int | None = None
+) -> HostResult:
+    """Run the probe over an open connection (one exec) and judge the output.
+
+    `window` overrides the context's CPU window (a remediation re-reads state with 0)."""
+    window = ctx.cpu_window if window is None else window
     nonce = new_nonce()
-    cmd = probe_command(
-        nonce, host.fleet_root, ctx.cpu_window, ctx.playbook.extra_files, host.become
-    )
+    cmd = probe_command(nonce, host.fleet_root, window, ctx.playbook.extra_files, host.become)
     with ctx.slots:
         chan = conn.start(cmd, probe_script().encode(), deadline)
     res = conn.collect(chan, deadline)  # the CPU window passes here, holding no fork
@@ -92,7 +95,8 @@ def probe_host(conn: Connection, host: Host, ctx: AuditContext, deadline: float)
         result.error = f"{exc} (rc {res.rc}{': ' + tail[0] if tail else ''})"
         return result
     facts = host_facts(out, host.cpus)
-    result.checks = run_checks(facts, ctx.playbook, ctx.cpu_window)
+    result.facts = facts
+    result.checks = run_checks(facts, ctx.playbook, window)
     result.cpu = facts.cpu
     result.kernel = facts.kernel
     probe_error = None if out.complete else f"probe output incomplete (rc {res.rc})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +45,9 @@ _cpu_window = _number(int, 0, "a whole number of seconds")
 _seconds = _number(float, 0.1, "a number of seconds")
 
 
-def _add_target_options(p: argparse.ArgumentParser) -> None:
+def _add_target_options(p: argparse.ArgumentParser, target: str = "--limit") -> None:
+    """Inventory, targets, playbook, fan-out and SSH options. Changing commands name their
+    targets with a required --host; the audit narrows with an optional --limit."""
     p.add_argument(
         "-i",
         "--inventory",
@@ -52,10 +55,13 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
         help="Ansible-style YAML inventory ($FLEET_INVENTORY, else inventory/hosts.yml)",
     )
     p.add_argument(
-        "--limit",
+        target,
+        dest="limit",
         action="append",
+        required=target == "--host",
         metavar="PATTERN",
-        help="hosts or groups: wildcards, ',' or ':' to join, '!x' exclude, '&x' intersect",
+        help="hosts or groups: wildcards, ',' or ':' to join, '!x' exclude, '&x' intersect"
+        + ("; repeatable" if target == "--host" else ""),
     )
     p.add_argument(
         "--playbook", type=Path, help="checks to run (default playbooks/kernel-tracing.yml)"
@@ -137,6 +143,58 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--no-group", dest="group", action="store_false", help="one row per host")
     audit.add_argument("--no-color", action="store_true", help="no ANSI colors (also NO_COLOR=1)")
 
+    rem = sub.add_parser(
+        "remediate",
+        help="plan (default) or apply the playbook's fixes, journaled, then verify",
+        description="Plan the playbook's fixes per host as a diff; with --apply, lock each "
+        "host, journal and apply the steps in the kernel's order, then prove the fix: CPU "
+        "before vs after and a re-audit. Undo with fleet rollback.",
+    )
+    _add_target_options(rem, target="--host")
+    rem.add_argument("--apply", action="store_true", help="change the hosts (asks on a TTY)")
+    rem.add_argument("--yes", action="store_true", help="do not ask (needed without a TTY)")
+    rem.add_argument(
+        "--settle",
+        type=_number(float, 0, "a number of seconds"),
+        metavar="SECONDS",
+        help="wait between the last step and the after sample (default: playbook, 5)",
+    )
+    rem.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=5,
+        help="hosts remediated at once after the canary (default 5)",
+    )
+    rem.add_argument(
+        "--max-fail",
+        type=_number(int, 0, "a whole number"),
+        default=0,
+        help="failed hosts tolerated over the whole run before no new host starts (default 0)",
+    )
+    rem.add_argument(
+        "--lock-ttl",
+        type=_seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="a host lock older than this is stale and taken over (default 3600)",
+    )
+    _add_output_options(rem)
+
+    back = sub.add_parser(
+        "rollback",
+        help="undo a remediation from its journal, last step first",
+        description="Restore what a remediation changed, byte for byte, in reverse order, "
+        "restarting netdata when its config changes; completes a run that was killed.",
+    )
+    _add_target_options(back, target="--host")
+    back.add_argument("--run", metavar="ID", help="run id (default: the newest with changes)")
+    back.add_argument(
+        "--lock-ttl", type=_seconds, default=3600.0, metavar="SECONDS", help=argparse.SUPPRESS
+    )
+    _add_output_options(back)
+
+    _add_report_parser(sub)
+
     lab = sub.add_parser("lab", help="local lab fleet: one real sshd on loopback + host trees")
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--hosts", type=_positive_int, default=6, help="number of hosts (default 6)")
@@ -159,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="passive host trees: writes do not ripple like a kernel's (for benchmarks)",
     )
     return parser
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema 1)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the output to FILE")
 
 
 def _write_output(text: str, path: Path | None) -> None:
@@ -218,6 +281,185 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return exit_code([h.status for h in run.hosts])
 
 
+def _remediate_context(args: argparse.Namespace, command: str) -> tuple[Any, list[Any], Path]:
+    from fleet.audit import AuditContext
+    from fleet.inventory import default_inventory_path, load_inventory
+    from fleet.journal import new_run_id
+    from fleet.playbook import default_playbook_path, load_playbook
+    from fleet.remediate import RemediateContext
+    from fleet.ssh import SSHOptions
+    from fleet.statedir import state_dir
+
+    hosts = load_inventory(args.inventory or default_inventory_path()).select(args.limit)
+    playbook_path = args.playbook or default_playbook_path()
+    playbook = load_playbook(playbook_path)
+    if not playbook.fixes:
+        raise UsageError(f"{playbook_path}: the playbook has no `fixes:` to {command}")
+    if args.known_hosts and not args.known_hosts.exists() and not args.accept_new_host_keys:
+        raise UsageError(f"{args.known_hosts}: no such known_hosts file")
+    audit = AuditContext(
+        playbook=playbook,
+        ssh=SSHOptions(
+            connect_timeout=args.connect_timeout,
+            known_hosts=args.known_hosts,
+            accept_new_host_keys=args.accept_new_host_keys,
+        ),
+        cpu_window=getattr(args, "cpu_window", 0),
+        host_timeout=args.timeout,
+    )
+    ctx = RemediateContext(
+        audit=audit,
+        run_id=new_run_id(),
+        state_dir=state_dir(),
+        settle_s=getattr(args, "settle", None),
+        lock_ttl_s=args.lock_ttl,
+    )
+    return ctx, hosts, playbook_path
+
+
+def _confirm(question: str) -> bool:
+    print(question + " [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def cmd_remediate(args: argparse.Namespace) -> int:
+    from fleet.journal import Journal
+    from fleet.remediate import plan_fleet, remediate_fleet, remediation_exit_code
+    from fleet.render.json_out import render_json
+    from fleet.render.remediation import remediation_document, render_plan, render_results
+
+    if args.apply and not args.yes and not sys.stdin.isatty():
+        raise UsageError("--apply without a terminal to confirm on: add --yes")
+    ctx, hosts, playbook_path = _remediate_context(args, "remediate")
+    if not args.apply or not args.yes:
+        plan = plan_fleet(hosts, ctx, args.forks)
+        planned = any(s.status == "planned" for h in plan.hosts for s in h.steps)
+        if not args.apply:
+            if args.json:
+                text = render_json(remediation_document(plan, "remediate", str(playbook_path)))
+            else:
+                text = render_plan(plan)
+            _write_output(text, args.output)
+            return remediation_exit_code(plan.hosts) | (1 if planned else 0)
+        sys.stderr.write(render_plan(plan))
+        if not planned:
+            return remediation_exit_code(plan.hosts)
+        if not _confirm(f"Apply these steps to {len(hosts)} host(s)?"):
+            print("fleet: nothing was changed", file=sys.stderr)
+            return 1
+    ctx.journal = Journal.start(ctx.state_dir, ctx.run_id, sys.argv, str(playbook_path))
+    try:
+        run = remediate_fleet(hosts, ctx, args.batch, args.max_fail)
+    finally:
+        ctx.journal.close()
+    if args.json:
+        text = render_json(remediation_document(run, "remediate", str(playbook_path)))
+    else:
+        text = render_results(run)
+    _write_output(text, args.output)
+    targets = " ".join(f"--host {shlex.quote(p)}" for p in args.limit)
+    print(
+        f"fleet: run {run.run_id}; journal {ctx.journal.path}; "
+        f"undo with: fleet rollback {targets} --run {run.run_id}",
+        file=sys.stderr,
+    )
+    return remediation_exit_code(run.hosts)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from fleet.journal import Journal, find_run
+    from fleet.remediate import remediation_exit_code, rollback_fleet
+    from fleet.render.json_out import render_json
+    from fleet.render.remediation import remediation_document, render_results
+
+    ctx, hosts, playbook_path = _remediate_context(args, "roll back")
+    run = find_run(ctx.state_dir, args.run, [h.name for h in hosts])
+    if run is None:
+        print("fleet: nothing to roll back on these hosts", file=sys.stderr)
+        return 0
+    ctx.run_id = run.run_id
+    ctx.journal = Journal(run.path)
+    try:
+        result = rollback_fleet(hosts, ctx, run, args.forks)
+    finally:
+        ctx.journal.close()
+    if args.json:
+        text = render_json(remediation_document(result, "rollback", str(playbook_path)))
+    else:
+        text = render_results(result, rollback=True)
+    _write_output(text, args.output)
+    return remediation_exit_code(result.hosts)
+
+
+def _add_report_parser(sub: Any) -> None:
+    report = sub.add_parser(
+        "report",
+        help="audit (or --from a saved audit), record it in the history, show drift, "
+        "write table/markdown/json/html/junit/prometheus",
+        description="The scheduled compliance report: audit, store the run in the history "
+        "(SQLite), compare with the previous run (drift), apply waivers, render. Exit codes "
+        "as audit's, over the hosts' states once waivers are applied.",
+    )
+    _add_target_options(report)
+    report.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        metavar="AUDIT.json",
+        help="report on a saved 'fleet audit --json' instead of auditing",
+    )
+    report.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        metavar="FMT[:PATH]",
+        help="table (default), markdown, json, html, junit, prometheus; repeat for several, "
+        "each to its PATH or into -o DIR",
+    )
+    report.add_argument(
+        "-o", "--output", type=Path, metavar="PATH", help="file (one format) or directory"
+    )
+    report.add_argument(
+        "--history",
+        type=Path,
+        metavar="PATH",
+        help="SQLite history (default $FLEET_STATE_DIR or ~/.local/state/fleet, history.sqlite)",
+    )
+    report.add_argument(
+        "--keep-days",
+        type=_number(int, 0, "a whole number of days"),
+        default=90,
+        metavar="DAYS",
+        help="drop runs older than this from the history (default 90; 0 keeps all)",
+    )
+    report.add_argument("--waivers", type=Path, metavar="FILE", help="waiver file (YAML)")
+    report.add_argument(
+        "--notify-webhook", dest="webhook", metavar="URL", help="POST a JSON summary on drift"
+    )
+    report.add_argument(
+        "--notify-timeout",
+        dest="webhook_timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="per attempt (default 10; 3 attempts)",
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fleet.report import ReportRequest, run_report
+    from fleet.runner import Progress
+
+    result = run_report(ReportRequest.from_namespace(args), progress=Progress)
+    for warning in result.warnings:
+        print(f"fleet: warning: {warning}", file=sys.stderr)
+    if result.stdout:
+        sys.stdout.write(result.stdout)
+    for path in result.written:
+        print(f"fleet: wrote {path}", file=sys.stderr)
+    return result.exit_code
+
+
 def _lab_dir(args: argparse.Namespace) -> Path:
     return args.state_dir or Path(os.environ.get("FLEET_LAB_DIR") or ".lab")
 
@@ -255,7 +497,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"audit": cmd_audit, "lab": cmd_lab}
+    handlers = {
+        "audit": cmd_audit,
+        "remediate": cmd_remediate,
+        "rollback": cmd_rollback,
+        "report": cmd_report,
+        "lab": cmd_lab,
+    }
     try:
         return handlers[args.command](args)
     except UsageError as exc:

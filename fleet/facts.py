@@ -302,6 +302,7 @@ class HostFacts:
     cpu: CpuFigures | None
     cpu_error: str | None
     files: dict[str, FileRead] = field(default_factory=dict)
+    cpu_samples: list[str] = field(default_factory=list)  # /proc/stat, a second apart
 
     def netdata_installed(self) -> bool:
         return bool(self.netdata_binary or self.netdata_plugins or self.netdata_conf)
@@ -444,6 +445,7 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         cpu=cpu,
         cpu_error=cpu_error,
         files=dict(f),
+        cpu_samples=list(out.stats),
     )
 
 

@@ -48,6 +48,8 @@ class HostResult:
     checks: list[Finding] = field(default_factory=list)
     cpu: CpuFigures | None = None
     kernel: str | None = None
+    # The facts the checks were judged from (a remediation plans from them); not in JSON.
+    facts: Any = field(default=None, repr=False, compare=False)
 
     @property
     def failing(self) -> list[str]:

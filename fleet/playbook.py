@@ -37,11 +37,24 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class FixSpec:
+    id: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Playbook:
     id: str
     title: str
     path: Path
     checks: tuple[CheckSpec, ...]
+    fixes: tuple[FixSpec, ...] = ()
+    # fleet remediate's proof: seconds to let the host settle, smallest CPU change that counts
+    settle_s: float = 5.0
+    min_change_pct: float = 2.0
+
+    def check(self, check_id: str) -> CheckSpec | None:
+        return next((c for c in self.checks if c.id == check_id), None)
 
     @property
     def extra_files(self) -> tuple[str, ...]:
@@ -125,6 +138,48 @@ def _check(raw: Any, path: Path, index: int) -> CheckSpec:
     )
 
 
+def _fixes(raw: Any, path: Path) -> tuple[FixSpec, ...]:
+    """`fixes:` lists steps by id; they run in the kernel's order, which the file must follow
+    so that a reviewer reads them in the order they happen."""
+    from fleet.fixes import FIX_ORDER
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PlaybookError(f"{path}:{line_of(raw)}: `fixes:` must be a list")
+    out: list[FixSpec] = []
+    last = -1
+    for item in raw:
+        where = f"{path}:{line_of(item)}"
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise PlaybookError(f"{where}: each fix is a mapping with an `id`")
+        unknown = sorted(set(item) - {"id", "title", "params"})
+        if unknown:
+            raise PlaybookError(f"{where}: fix has unknown key(s): {', '.join(unknown)}")
+        fid = item["id"]
+        if fid not in FIX_ORDER:
+            raise PlaybookError(f"{where}: unknown fix {fid!r} (known: {', '.join(FIX_ORDER)})")
+        pos = FIX_ORDER.index(fid)
+        if pos <= last:
+            raise PlaybookError(
+                f"{where}: fix {fid} must come before {FIX_ORDER[last]} "
+                f"(order: {' -> '.join(FIX_ORDER)})"
+            )
+        last = pos
+        params = item.get("params") or {}
+        if not isinstance(params, dict):
+            raise PlaybookError(f"{where}: params must be a mapping")
+        out.append(FixSpec(fid, dict(params)))
+    return tuple(out)
+
+
+def _number(doc: dict[str, Any], key: str, default: float, path: Path) -> float:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise PlaybookError(f"{path}:{line_of(doc)}: verify.{key} must be a number >= 0")
+    return float(value)
+
+
 def load_playbook(path: str | Path) -> Playbook:
     path = Path(path)
     doc = load_yaml(path, PlaybookError)
@@ -139,9 +194,15 @@ def load_playbook(path: str | Path) -> Playbook:
         if c.id in seen:
             raise PlaybookError(f"{path}:{line_of(raw)}: duplicate check id {c.id}")
         seen.add(c.id)
+    verify = doc.get("verify") or {}
+    if not isinstance(verify, dict):
+        raise PlaybookError(f"{path}:{line_of(doc)}: `verify:` must be a mapping")
     return Playbook(
         id=str(doc.get("id") or path.stem),
         title=str(doc.get("title") or path.stem),
         path=path,
         checks=tuple(checks),
+        fixes=_fixes(doc.get("fixes"), path),
+        settle_s=_number(verify, "settle_s", 5.0, path),
+        min_change_pct=_number(verify, "min_change_pct", 2.0, path),
     )

@@ -72,6 +72,7 @@ class ProbeOutput:
     fdinfo: list[tuple[int, dict[str, str]]] | None = None
     stat1: str | None = None
     stat2: str | None = None
+    stats: list[str] = field(default_factory=list)  # every sample, a second apart, in order
     complete: bool = False
 
     def file(self, path: str) -> FileRead:
@@ -186,10 +187,13 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
                     out.procs[int(pid)] = comm
         elif tag == "fdinfo":
             out.fdinfo = _parse_fdinfo(body)
-        elif tag == "stat1":
-            out.stat1 = "\n".join(body)
-        elif tag == "stat2":
-            out.stat2 = "\n".join(body)
+        elif tag in ("stat1", "stat", "stat2"):
+            text = "\n".join(body)
+            out.stats.append(text)
+            if tag == "stat1":
+                out.stat1 = text
+            elif tag == "stat2":
+                out.stat2 = text
         elif tag == "cmd":
             name = section[1]
             path = _strip_root(root, " ".join(section[2:]))

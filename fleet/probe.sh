@@ -139,5 +139,10 @@ EOF
   fi
 fi
 
-if [ "$W" -gt 0 ]; then sleep "$W"; s stat2; cat "$R/proc/stat"; fi
+if [ "$W" -gt 0 ]; then
+  # One sample a second: a remediation judges a change against the spread between them.
+  i=1
+  while [ "$i" -lt "$W" ]; do sleep 1; s stat "$i"; cat "$R/proc/stat"; i=$((i + 1)); done
+  sleep 1; s stat2; cat "$R/proc/stat"
+fi
 s done

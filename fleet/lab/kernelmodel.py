@@ -277,6 +277,7 @@ def install(root: Path, spec: Spec, enabled: dict[str, list[str]], armed: bool) 
     """Give a new tree its spec and initial state, and render every derived file."""
     (root / SPEC).parent.mkdir(parents=True, exist_ok=True)
     (root / SPEC).write_text(json.dumps(spec.to_json(), indent=1) + "\n")
+    (root / LOCK).touch()
     state = State(enabled=enabled, armed=armed)
     _render_and_save(root, spec, state)
 

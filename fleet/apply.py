@@ -1,0 +1,100 @@
+"""The command line of fleet/apply.sh (remote writes, locks) and the parser of its output."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from fleet.fixes import Op
+from fleet.probe import ERRNO_BY_MESSAGE
+
+# apply.sh exit codes.
+RC_READ_FAILED = 3
+RC_CHANGED = 4
+RC_WRITE_FAILED = 5
+RC_RUN_FAILED = 6
+RC_LOCK_HELD = 7
+
+
+@cache
+def apply_script() -> str:
+    return resources.files("fleet").joinpath("apply.sh").read_text()
+
+
+def apply_command(nonce: str, root: str, tag: str, ops: list[Op], sudo: bool = False) -> str:
+    """`sh -c SCRIPT fleet-apply NONCE ROOT TAG OP...`: every value one quoted argument."""
+    args = [nonce, root, tag] + [a for op in ops for a in op.args()]
+    quoted = " ".join(shlex.quote(a) for a in args)
+    return f"{'sudo -n ' if sudo else ''}sh -c {shlex.quote(apply_script())} fleet-apply {quoted}"
+
+
+def read_command(root: str, path: str, sudo: bool = False) -> str:
+    """Exact bytes of one file (the probe's grep loses whether the last line ends)."""
+    full = root.rstrip("/") + path
+    return f"{'sudo -n ' if sudo else ''}cat -- {shlex.quote(full)}"
+
+
+@dataclass
+class OpResult:
+    index: int
+    status: str  # ok, fail, changed, held, gone
+    detail: str = ""
+    after: str | None = None
+
+    @property
+    def errno(self) -> str | None:
+        """The errno a failure message names (shells word them differently)."""
+        for message, name in ERRNO_BY_MESSAGE.items():
+            if message in self.detail:
+                return name
+        return None
+
+
+@dataclass
+class ApplyOutput:
+    results: list[OpResult] = field(default_factory=list)
+    complete: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.complete and all(r.status in ("ok", "gone") for r in self.results)
+
+    def first_problem(self) -> OpResult | None:
+        return next((r for r in self.results if r.status not in ("ok", "gone")), None)
+
+
+def parse_apply_output(stdout: str, nonce: str) -> ApplyOutput:
+    out = ApplyOutput()
+    marker = nonce + " "
+    current: OpResult | None = None
+    body: list[str] | None = None
+
+    def close() -> None:
+        nonlocal body
+        if current is not None and body is not None:
+            current.after = "".join(f"{line}\n" for line in body)
+        body = None
+
+    started = False
+    for line in stdout.split("\n"):
+        if line.startswith(marker):
+            tag, _, rest = line[len(marker) :].partition(" ")
+            close()
+            if tag == "begin":
+                started = True
+            elif tag == "op":
+                index, _, rest = rest.partition(" ")
+                status, _, detail = rest.partition(" ")
+                current = OpResult(int(index), status, detail)
+                out.results.append(current)
+            elif tag == "after":
+                body = []
+            elif tag == "done":
+                out.complete = started
+            continue
+        if body is not None:
+            body.append(line)
+    close()
+    return out

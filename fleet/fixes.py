@@ -1,0 +1,314 @@
+"""Remediation steps (pure): from a host's facts to the remote writes that fix it and undo it.
+
+Each step is planned from facts read just before it runs, so it is idempotent: a fixed host
+plans nothing. Steps run in the order the kernel requires (FIX_ORDER):
+
+1. ``netdata.ebpf_off``: ``[plugins] ebpf = no`` in netdata.conf (the rest of the file kept
+   byte for byte), then netdata's restart command; ebpf.plugin exits and its kprobes,
+   trampolines and BPF programs go with it. Never the all-``[ebpf programs] = no`` trick:
+   netdata 1.36-1.40 then enables every program.
+2. ``tracing.probe_events_off``: each enabled dynamic probe event gets ``0`` in its
+   ``events/<group>/<event>/enable``, in every trace instance; definitions are kept (deleting
+   an event that is still in use fails with EBUSY).
+3. ``tracing.set_event_clear``: a truncating write clears an instance's set_event; when the
+   playbook allows some events (rasdaemon's ``ras:*``), each other one is disabled with its
+   own ``!event`` append instead, so the allowed ones stay.
+4. ``kprobes.disarm``: ``kprobes/enabled`` = 0, only while armed entries remain after 1-3
+   (it is host-wide: security agents' kprobes stop too).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from fleet.facts import (
+    HostFacts,
+    lockdown_mode,
+    parse_bool_file,
+    parse_kprobes_list,
+    parse_set_event,
+)
+
+FIX_ORDER = (
+    "netdata.ebpf_off",
+    "tracing.probe_events_off",
+    "tracing.set_event_clear",
+    "kprobes.disarm",
+)
+FIX_TITLES = {
+    "netdata.ebpf_off": "netdata eBPF plugin off ([plugins] ebpf = no), netdata restarted",
+    "tracing.probe_events_off": "enabled probe events disabled (definitions kept)",
+    "tracing.set_event_clear": "tracepoint events cleared from set_event",
+    "kprobes.disarm": "kprobes globally disarmed (kprobes/enabled = 0)",
+}
+# The check each step is there to make pass.
+FIX_CHECKS = {
+    "netdata.ebpf_off": "netdata.ebpf",
+    "tracing.probe_events_off": "tracing.probe_events",
+    "tracing.set_event_clear": "tracing.set_event",
+    "kprobes.disarm": "kprobes.registered",
+}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One remote operation of fleet/apply.sh: MODE PATH CHECK DATA (see its header)."""
+
+    mode: str
+    path: str
+    check: str
+    data: str
+
+    def args(self) -> list[str]:
+        return [self.mode, self.path, self.check, self.data]
+
+
+@dataclass(frozen=True)
+class Change:
+    """A file as it is and as the step leaves it (the plan's diff, the journal's record)."""
+
+    path: str
+    before: str
+    after: str
+
+
+@dataclass
+class Step:
+    id: str
+    ops: list[Op] = field(default_factory=list)
+    undo: list[Op] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    # Why the step cannot be applied on this host (it is reported skipped, nothing written).
+    blocked: str | None = None
+    restarts_netdata: bool = False
+
+    @property
+    def title(self) -> str:
+        return FIX_TITLES[self.id]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "before": {c.path: c.before for c in self.changes},
+            "after": {c.path: c.after for c in self.changes},
+        }
+
+
+def _lines_text(lines: list[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+# ---------------------------------------------------------------- netdata.conf editing
+_SECTION_RE = re.compile(r"^\s*\[([^\]]*)\]\s*$")
+
+
+def set_ini_value(text: str, section: str, key: str, value: str) -> str:
+    """`text` with `key = value` in `[section]`; every other byte kept.
+
+    Active lines of the key in the section get the new value (their indentation kept); if
+    none, the line goes after the key's commented default (netdata ships those), else at the
+    end of the section; with no such section, a new one is appended.
+    """
+    lines = text.splitlines(keepends=True)
+    key_re = re.compile(r"^(\s*)" + re.escape(key) + r"(\s*=\s*)(.*?)(\s*)$", re.IGNORECASE)
+    commented_re = re.compile(r"^(\s*)[#;]\s*" + re.escape(key) + r"\s*=", re.IGNORECASE)
+    current = ""
+    hits: list[int] = []
+    comment_at: int | None = None
+    section_end: int | None = None
+    indent = "    "
+    for i, line in enumerate(lines):
+        m = _SECTION_RE.match(line)
+        if m:
+            if current == section.lower() and section_end is None:
+                section_end = i
+            current = m.group(1).strip().lower()
+            continue
+        if current != section.lower():
+            continue
+        if key_re.match(line.rstrip("\r\n")):
+            hits.append(i)
+        elif commented_re.match(line) and comment_at is None:
+            comment_at = i
+            indent = commented_re.match(line).group(1)  # type: ignore[union-attr]
+    eol = "\r\n" if text.endswith("\r\n") else "\n"
+    if hits:
+        for i in hits:
+            body = lines[i].rstrip("\r\n")
+            ending = lines[i][len(body) :]
+            m = key_re.match(body)
+            assert m is not None
+            lines[i] = body[: m.start(3)] + value + m.group(4) + ending
+        return "".join(lines)
+    new_line = f"{indent}{key} = {value}{eol}"
+    if comment_at is not None:
+        lines.insert(comment_at + 1, new_line)
+        return "".join(lines)
+    if current == section.lower() and section_end is None:
+        section_end = len(lines)
+    if section_end is not None:
+        at = section_end
+        while at > 0 and not lines[at - 1].strip():
+            at -= 1  # before the blank lines that separate sections
+        if at > 0 and not lines[at - 1].endswith("\n"):
+            lines[at - 1] += eol
+        lines.insert(at, new_line)
+        return "".join(lines)
+    prefix = "" if not text or text.endswith("\n") else eol
+    return f"{text}{prefix}{eol if text else ''}[{section}]{eol}{new_line}"
+
+
+# ---------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class PlanInput:
+    """What a step is planned from besides the facts."""
+
+    restart_command: str
+    netdata_conf_text: str | None = None  # exact bytes of netdata.conf, when read
+    netdata_conf_error: str | None = None
+    check_status: dict[str, str] = field(default_factory=dict)  # check id -> status
+    set_event_allow: tuple[str, ...] = ()
+    backup_tag: str = "fleet"
+
+
+def plan_netdata(facts: HostFacts, inp: PlanInput) -> Step | None:
+    status = inp.check_status.get("netdata.ebpf")
+    if status not in ("fail", "warn"):
+        return None
+    step = Step("netdata.ebpf_off", restarts_netdata=True)
+    restart = Op("run", "-", "-", inp.restart_command)
+    if status == "warn":
+        # Configured off, but ebpf.plugin still runs: the restart alone finishes the job.
+        step.ops = [restart]
+        step.changes = [Change("netdata", "ebpf.plugin running", "restarted")]
+        return step
+    path = facts.netdata_conf_path
+    if path is None:
+        step.blocked = (
+            "ebpf.plugin is installed but no netdata.conf exists; create "
+            "/etc/netdata/netdata.conf with '[plugins]' and 'ebpf = no'"
+        )
+        return step
+    if inp.netdata_conf_error or inp.netdata_conf_text is None:
+        step.blocked = f"{path}: {inp.netdata_conf_error or 'not read'}"
+        return step
+    old = inp.netdata_conf_text
+    if "\ufffd" in old or "\0" in old:
+        step.blocked = f"{path} is not UTF-8 text; edit it by hand"
+        return step
+    new = set_ini_value(old, "plugins", "ebpf", "no")
+    if any(p.endswith("/ebpf-go.plugin") for p in facts.netdata_plugins):
+        new = set_ini_value(new, "plugins", "ebpf-go", "no")
+    step.ops = [Op("file", path, old, new), restart]
+    step.undo = [Op("file", path, new, old), restart]
+    step.changes = [Change(path, old, new)]
+    return step
+
+
+def _instance_dir(tracefs: str, instance: str) -> str:
+    return tracefs if instance == "" else f"{tracefs}/instances/{instance}"
+
+
+def plan_probe_events(facts: HostFacts, inp: PlanInput) -> Step | None:
+    if not facts.tracefs:
+        return None
+    step = Step("tracing.probe_events_off")
+    for event, per_instance in sorted(facts.event_enable.items()):
+        for instance, on in sorted(per_instance.items()):
+            if on is not True:
+                continue
+            path = f"{_instance_dir(facts.tracefs, instance)}/events/{event}/enable"
+            step.ops.append(Op("set", path, "1\n", "0\n"))
+            step.undo.insert(0, Op("set", path, "0\n", "1\n"))
+            step.changes.append(Change(path, "1\n", "0\n"))
+    return step if step.ops else None
+
+
+def plan_set_event(facts: HostFacts, inp: PlanInput) -> Step | None:
+    if not facts.tracefs:
+        return None
+    step = Step("tracing.set_event_clear")
+    problems = []
+    for instance, read in sorted(facts.set_event.items()):
+        path = f"{_instance_dir(facts.tracefs, instance)}/set_event"
+        if not read.ok:
+            if not read.absent:
+                problems.append(read.describe_error())
+            continue
+        events = parse_set_event(read.text or "")
+        keep = [e for e in events if any(fnmatchcase(e, p) for p in inp.set_event_allow)]
+        drop = [e for e in events if e not in keep]
+        if not drop:
+            continue
+        before = read.text or ""
+        after = _lines_text(keep)
+        if keep:
+            step.ops.append(Op("append", path, before, "\n".join(f"!{e}" for e in drop)))
+        else:
+            step.ops.append(Op("trunc", path, before, "-"))
+        step.undo.insert(0, Op("append", path, after, "\n".join(drop)))
+        step.changes.append(Change(path, before, after))
+    if problems and not step.ops:
+        step.blocked = "set_event unreadable: " + "; ".join(problems)
+        return step
+    return step if step.ops else None
+
+
+def plan_kprobes(facts: HostFacts, inp: PlanInput) -> Step | None:
+    lst = facts.kprobes_list
+    if lst is None or not lst.ok:
+        return None
+    armed_entries = [e for e in parse_kprobes_list(lst.text or "") if e.armed_candidate]
+    if not armed_entries:
+        return None
+    path = f"{facts.debugfs or '/sys/kernel/debug'}/kprobes/enabled"
+    step = Step("kprobes.disarm")
+    en = facts.kprobes_enabled
+    if en is None or not en.ok:
+        why = en.describe_error() if en is not None else f"{path}: not read"
+        mode = lockdown_mode(facts.lockdown)
+        lockdown = f" (lockdown={mode})" if mode not in (None, "none") else ""
+        step.blocked = f"cannot read or write kprobes/enabled: {why}{lockdown}"
+        return step
+    if parse_bool_file(en.text or "") is not True:
+        return None
+    step.ops = [Op("set", path, en.text or "", "0\n")]
+    step.undo = [Op("set", path, "0\n", en.text or "")]
+    step.changes = [Change(path, en.text or "", "0\n")]
+    return step
+
+
+PLANNERS = {
+    "netdata.ebpf_off": plan_netdata,
+    "tracing.probe_events_off": plan_probe_events,
+    "tracing.set_event_clear": plan_set_event,
+    "kprobes.disarm": plan_kprobes,
+}
+
+
+def plan_step(step_id: str, facts: HostFacts, inp: PlanInput) -> Step | None:
+    """The step as it would run now, or None when the host needs nothing from it."""
+    return PLANNERS[step_id](facts, inp)
+
+
+def render_diff(step: Step) -> list[str]:
+    """A readable diff of what the step changes, one line each."""
+    out: list[str] = []
+    for c in step.changes:
+        if c.path == "netdata":
+            out.append(f"  netdata: {c.before} -> {c.after}")
+            continue
+        before = c.before.splitlines(keepends=True)
+        after = c.after.splitlines(keepends=True)
+        if len(before) <= 1 and len(after) <= 1 and c.before.count("\n") <= 1:
+            out.append(
+                f"  {c.path}: {c.before.strip() or '(empty)'} -> {c.after.strip() or '(empty)'}"
+            )
+            continue
+        diff = difflib.unified_diff(before, after, f"a{c.path}", f"b{c.path}", n=1)
+        out += [f"  {line.rstrip(chr(10))}" for line in diff]
+    return out

@@ -1,0 +1,190 @@
+"""The local journal of every remediation: written and flushed to disk BEFORE each remote
+write, so a run killed at any point leaves what `fleet rollback` needs to finish the job.
+
+One JSON object per line in ``<state dir>/journal/<run id>.jsonl`` (dir 0700, file 0600):
+
+- ``run``: run id, start time, operator, controller host and pid, command line, playbook
+- ``intent``: host, step, seq, every op with the file's full previous and new value, the undo
+  ops; written before the step's remote write
+- ``result``: host, seq, status (applied / failed / changed), error, values read back
+- ``undo``: host, seq, status (rolled-back / failed), error; written after an undo
+- ``host``: host, final status, verdict (the run's outcome for that host)
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fleet.errors import UsageError
+from fleet.fixes import Op
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def operator() -> str:
+    """Who runs fleet: the sudo caller when there is one."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def journal_dir(state: Path) -> Path:
+    path = state / "journal"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+class Journal:
+    """Append-only, one line per record, fsync'd before the caller goes on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = os.fdopen(fd, "a")
+
+    @classmethod
+    def start(cls, state: Path, run_id: str, argv: list[str], playbook: str) -> Journal:
+        journal = cls(journal_dir(state) / f"{run_id}.jsonl")
+        journal.write(
+            {
+                "type": "run",
+                "run_id": run_id,
+                "started_at": _now(),
+                "operator": operator(),
+                "controller": socket.gethostname(),
+                "pid": os.getpid(),
+                "argv": argv,
+                "playbook": playbook,
+            }
+        )
+        return journal
+
+    def write(self, record: dict[str, Any]) -> None:
+        record.setdefault("time", _now())
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def ops_json(ops: list[Op]) -> list[dict[str, str]]:
+    return [{"mode": o.mode, "path": o.path, "check": o.check, "data": o.data} for o in ops]
+
+
+def ops_from_json(items: list[dict[str, str]]) -> list[Op]:
+    return [Op(i["mode"], i["path"], i["check"], i["data"]) for i in items]
+
+
+@dataclass
+class JournaledStep:
+    """One step of one host as the journal tells it."""
+
+    seq: int
+    step: str
+    ops: list[Op]
+    undo: list[Op]
+    changes: list[dict[str, str]]
+    result: str | None = None  # applied, failed, changed; None: killed before the answer
+    undone: str | None = None  # rolled-back, failed
+
+    @property
+    def needs_undo(self) -> bool:
+        # "changed" and "failed" before any write leave nothing; a failed write may have
+        # written part of the step, and a missing result may have written all of it.
+        return self.undone != "rolled-back" and self.result != "changed"
+
+
+@dataclass
+class JournaledRun:
+    run_id: str
+    path: Path
+    header: dict[str, Any]
+    steps: dict[str, list[JournaledStep]] = field(default_factory=dict)  # host -> steps
+
+    def pending(self, host: str) -> list[JournaledStep]:
+        """Steps of `host` still to undo, last applied first."""
+        return [s for s in reversed(self.steps.get(host, [])) if s.needs_undo]
+
+
+def load_run(path: Path) -> JournaledRun:
+    """Read a journal; a line cut short by a crash (the last one) is ignored."""
+    header: dict[str, Any] = {}
+    steps: dict[str, dict[int, JournaledStep]] = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a write cut short by a kill: the record never happened
+            kind = rec.get("type")
+            try:
+                if kind == "run":
+                    header = rec
+                elif kind == "intent":
+                    steps.setdefault(rec["host"], {})[rec["seq"]] = JournaledStep(
+                        rec["seq"],
+                        rec["step"],
+                        ops_from_json(rec["ops"]),
+                        ops_from_json(rec["undo"]),
+                        rec.get("changes", []),
+                    )
+                elif kind in ("result", "undo"):
+                    step = steps.get(rec["host"], {}).get(rec["seq"])
+                    if step is not None:
+                        if kind == "result":
+                            step.result = rec["status"]
+                        else:
+                            step.undone = rec["status"]
+            except (KeyError, TypeError) as exc:
+                raise UsageError(f"{path}:{number}: not a fleet journal record ({exc})") from None
+    if not header:
+        raise UsageError(f"{path}: not a fleet journal (no run record)")
+    return JournaledRun(
+        header["run_id"],
+        path,
+        header,
+        {h: [s[k] for k in sorted(s)] for h, s in steps.items()},
+    )
+
+
+def list_runs(state: Path) -> list[Path]:
+    """Journals, oldest first (run ids start with their UTC start time)."""
+    directory = state / "journal"
+    if not directory.is_dir():
+        return []
+    return sorted(directory.glob("*.jsonl"))
+
+
+def find_run(state: Path, run_id: str | None, hosts: list[str]) -> JournaledRun | None:
+    """The run to roll back: `run_id`, else the newest with something left to undo on
+    one of `hosts`."""
+    if run_id is not None:
+        path = state / "journal" / f"{run_id}.jsonl"
+        if not path.exists():
+            raise UsageError(f"no journal for run {run_id} in {path.parent}")
+        return load_run(path)
+    for path in reversed(list_runs(state)):
+        run = load_run(path)
+        if any(run.pending(h) for h in hosts):
+            return run
+    return None
+
+
+def age_s(started_at: str) -> float:
+    then = datetime.strptime(started_at[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return time.time() - then.timestamp()

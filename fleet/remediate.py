@@ -1,0 +1,677 @@
+"""fleet remediate / fleet rollback: plan, lock, journal, apply, verify, undo; one host each.
+
+Every host is handled over ONE SSH connection: lock, before-probe (state + CPU), for each step
+a fresh read of the state it is planned from, the step's writes, then settle, the after-probe
+(state + CPU = the re-audit), unlock. Each remote write is journaled locally first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from fleet.apply import ApplyOutput, apply_command, parse_apply_output, read_command
+from fleet.audit import AuditContext, probe_host, utc_now
+from fleet.cpu import CpuFigures
+from fleet.facts import HostFacts
+from fleet.findings import COMPLIANT, ERROR, NON_COMPLIANT, UNREACHABLE, Finding, HostResult
+from fleet.fixes import Op, PlanInput, Step, plan_step
+from fleet.inventory import Host
+from fleet.journal import Journal, JournaledRun, JournaledStep, operator, ops_json
+from fleet.probe import new_nonce
+from fleet.runner import Progress, run_hosts
+from fleet.ssh import CommandTimeout, Connection, SSHError, connect
+from fleet.verify import NOT_MEASURED, WORSE, Verdict, cpu_verdict, intervals
+
+LOCK_PATH = "/run/fleet-remediate.lock"
+SKIPPED = "skipped"
+# Step statuses (contract): planned / applied / skipped / failed / rolled-back.
+PLANNED, APPLIED, FAILED, ROLLED_BACK = "planned", "applied", "failed", "rolled-back"
+
+
+class StepFailed(Exception):
+    """A step's remote writes did not all happen; the host's earlier steps are undone."""
+
+
+@dataclass
+class StepResult:
+    id: str
+    status: str
+    before: dict[str, str] = field(default_factory=dict)
+    after: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    diff: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "before": self.before,
+            "after": self.after,
+        }
+        if self.error:
+            doc["error"] = self.error
+        return doc
+
+
+@dataclass
+class HostRemediation:
+    """One host's remediation (or plan, or rollback): the audit result it started from and
+    what happened to it."""
+
+    result: HostResult
+    run_id: str
+    steps: list[StepResult] = field(default_factory=list)
+    cpu_before: CpuFigures | None = None
+    cpu_after: CpuFigures | None = None
+    verdict: Verdict | None = None
+    checks_after: list[Finding] = field(default_factory=list)
+    failed: bool = False
+    sessions: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.result.name
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.result.to_json()
+        doc.update(
+            {
+                "run_id": self.run_id,
+                "steps": [s.to_json() for s in self.steps],
+                "cpu_before": self.cpu_before.to_json() if self.cpu_before else None,
+                "cpu_after": self.cpu_after.to_json() if self.cpu_after else None,
+                "verdict": self.verdict.verdict if self.verdict else None,
+                "verdict_reason": self.verdict.reason if self.verdict else None,
+                "checks_after": [f.to_json() for f in self.checks_after],
+                "failed": self.failed,
+            }
+        )
+        return doc
+
+
+@dataclass
+class RemediateContext:
+    audit: AuditContext
+    run_id: str
+    state_dir: Path
+    journal: Journal | None = None  # None: plan only
+    settle_s: float | None = None  # None: the playbook's
+    lock_ttl_s: float = 3600.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _seq: int = 0
+
+    def next_seq(self) -> int:
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+
+class _Session:
+    """One host's connection: every exec counted, every exec bounded by a deadline."""
+
+    def __init__(self, conn: Connection, host: Host, ctx: RemediateContext) -> None:
+        self.conn = conn
+        self.host = host
+        self.ctx = ctx
+        self.execs = 0
+        self.tag = ctx.run_id  # names config backups: <file>.fleet-<tag>.bak
+
+    def deadline(self, extra: float = 0.0) -> float:
+        return time.monotonic() + self.ctx.audit.ssh.command_timeout + extra
+
+    def probe(self, window: int) -> HostResult:
+        self.execs += 1
+        res = probe_host(self.conn, self.host, self.ctx.audit, self.deadline(window), window)
+        if res.facts is None:
+            raise StepFailed(f"probe failed: {res.error}")
+        return res
+
+    def apply(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
+        self.execs += 1
+        nonce = new_nonce()
+        cmd = apply_command(nonce, self.host.fleet_root, self.tag, ops, self.host.become)
+        res = self.conn.run(cmd, b"", self.deadline(extra))
+        out = parse_apply_output(res.stdout, nonce)
+        if not out.complete and not out.results:
+            tail = (res.stderr.strip().splitlines() or [f"rc {res.rc}"])[-1]
+            raise StepFailed(f"remote apply did not run: {tail}")
+        return out
+
+    def read_exact(self, path: str) -> tuple[str | None, str | None]:
+        self.execs += 1
+        res = self.conn.run(read_command(self.host.fleet_root, path, self.host.become))
+        if res.rc != 0:
+            return None, res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "rc 1"
+        return res.stdout, None
+
+
+# ---------------------------------------------------------------- lock
+def _owner_line(ctx: RemediateContext, now: int) -> str:
+    return "\t".join([ctx.run_id, operator(), socket.gethostname(), str(os.getpid()), str(now)])
+
+
+def _stale(owner: str, remote_now: int, ttl: float) -> str | None:
+    """Why a held lock may be taken over, or None when its owner may still be at work."""
+    parts = owner.rstrip("\n").split("\t")
+    if len(parts) != 5 or not parts[3].isdigit() or not parts[4].isdigit():
+        return None
+    run_id, _op, controller, pid, since = parts
+    if controller == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return f"run {run_id} (pid {pid} on this controller) is gone"
+        except PermissionError:
+            pass
+    if remote_now - int(since) > ttl:
+        return f"run {run_id} took it {remote_now - int(since)} s ago (--lock-ttl {ttl:g})"
+    return None
+
+
+def _describe_owner(owner: str) -> str:
+    parts = owner.rstrip("\n").split("\t")
+    if len(parts) == 5:
+        return f"run {parts[0]} by {parts[1]}@{parts[2]} pid {parts[3]}"
+    return owner.strip() or "unknown owner"
+
+
+def acquire_lock(s: _Session) -> tuple[str, str | None]:
+    """Take the host's remediation lock: (owner line, note about a stale lock taken over)."""
+    owner = _owner_line(s.ctx, int(time.time()))
+    out = s.apply([Op("lock", LOCK_PATH, "-", owner)])
+    if out.ok:
+        return owner, None
+    held = out.first_problem()
+    if held is None or held.status != "held":
+        raise StepFailed(f"cannot take the lock {LOCK_PATH}: {held.detail if held else '?'}")
+    current = held.after or ""
+    remote_now = int(held.detail) if held.detail.isdigit() else int(time.time())
+    why = _stale(current, remote_now, s.ctx.lock_ttl_s)
+    if why is None:
+        raise StepFailed(
+            f"another remediation holds {LOCK_PATH}: {_describe_owner(current)}; "
+            "try again when it is done"
+        )
+    out = s.apply([Op("lock", LOCK_PATH, current.rstrip("\n"), owner)])
+    if not out.ok:
+        raise StepFailed(f"lost the race for the stale lock {LOCK_PATH}")
+    return owner, f"took over a stale lock: {why}"
+
+
+def release_lock(s: _Session, owner: str) -> None:
+    s.apply([Op("unlock", LOCK_PATH, owner, "-")])
+
+
+def _release_quietly(s: _Session, owner: str | None) -> None:
+    """In a finally: a lock left behind is seen as stale by the next run and taken over."""
+    if owner is None:
+        return
+    with contextlib.suppress(StepFailed, CommandTimeout, paramiko.SSHException, OSError, EOFError):
+        release_lock(s, owner)
+
+
+# ---------------------------------------------------------------- planning on a host
+def _plan_input(s: _Session, step_id: str, res: HostResult, facts: HostFacts) -> PlanInput:
+    pb = s.ctx.audit.playbook
+    allow: tuple[str, ...] = ()
+    spec = pb.check("tracing.set_event")
+    if spec is not None:
+        allow = tuple(str(a) for a in spec.params.get("allow", []))
+    text = error = None
+    if step_id == "netdata.ebpf_off" and facts.netdata_conf_path:
+        status = next((f.status for f in res.checks if f.id == "netdata.ebpf"), None)
+        if status == "fail":
+            text, error = s.read_exact(facts.netdata_conf_path)
+    return PlanInput(
+        restart_command=s.host.netdata_restart,
+        netdata_conf_text=text,
+        netdata_conf_error=error,
+        check_status={f.id: f.status for f in res.checks},
+        set_event_allow=allow,
+        backup_tag=s.ctx.run_id,
+    )
+
+
+def _fix_ids(ctx: RemediateContext) -> list[str]:
+    return [f.id for f in ctx.audit.playbook.fixes]
+
+
+def _planned(step: Step, status: str, error: str | None = None) -> StepResult:
+    from fleet.fixes import render_diff
+
+    return StepResult(
+        step.id,
+        status,
+        {c.path: c.before for c in step.changes},
+        {c.path: c.after for c in step.changes},
+        error or step.blocked,
+        render_diff(step),
+    )
+
+
+# ---------------------------------------------------------------- applying and undoing
+def _journal(ctx: RemediateContext, record: dict[str, Any]) -> None:
+    if ctx.journal is not None:
+        ctx.journal.write(record)
+
+
+def _run_step(s: _Session, step: Step, seq: int) -> StepResult:
+    """Journal, then write. Raises StepFailed when the writes did not all happen."""
+    ctx = s.ctx
+    _journal(
+        ctx,
+        {
+            "type": "intent",
+            "host": s.host.name,
+            "seq": seq,
+            "step": step.id,
+            "operator": operator(),
+            "ops": ops_json(step.ops),
+            "undo": ops_json(step.undo),
+            "changes": [vars(c) for c in step.changes],
+        },
+    )
+    wait = float(_fix_params(ctx, step.id).get("wait_s", 180)) if step.restarts_netdata else 0.0
+    out = s.apply(step.ops, extra=wait)
+    result = _planned(step, APPLIED)
+    for op, r in zip(step.ops, out.results, strict=False):
+        if r.after is not None and op.path in result.after:
+            result.after[op.path] = r.after  # as the kernel reads it back
+    problem = out.first_problem()
+    status = (
+        APPLIED if out.ok else ("changed" if problem and problem.status == "changed" else FAILED)
+    )
+    error = None
+    if problem is not None:
+        op = step.ops[problem.index - 1] if 0 < problem.index <= len(step.ops) else None
+        where = f"{op.path}: " if op and op.path != "-" else ""
+        errno = f" ({problem.errno})" if problem.errno else ""
+        error = f"{where}{problem.detail}{errno}"
+    elif not out.complete:
+        error = "remote apply was cut short"
+    _journal(
+        ctx,
+        {
+            "type": "result",
+            "host": s.host.name,
+            "seq": seq,
+            "status": status,
+            "error": error,
+            "after": result.after,
+        },
+    )
+    if status != APPLIED:
+        result.status = FAILED
+        result.error = error if status == FAILED else f"state changed since it was read: {error}"
+        raise _StepError(result, wrote=status == FAILED)
+    return result
+
+
+class _StepError(StepFailed):
+    def __init__(self, result: StepResult, wrote: bool) -> None:
+        super().__init__(result.error or "step failed")
+        self.result = result
+        self.wrote = wrote  # False: its checks failed before any write
+
+
+def _fix_params(ctx: RemediateContext, step_id: str) -> dict[str, Any]:
+    return next((f.params for f in ctx.audit.playbook.fixes if f.id == step_id), {})
+
+
+def _wait_netdata_gone(s: _Session, wait_s: float) -> HostResult:
+    """Poll until ebpf.plugin has exited (taking its kprobes and BPF programs with it)."""
+    end = time.monotonic() + wait_s
+    while True:
+        res = s.probe(0)
+        procs = res.facts.processes.values() if res.facts else []
+        if not any(c in ("ebpf.plugin", "ebpf-go.plugin") for c in procs):
+            return res
+        if time.monotonic() >= end:
+            raise StepFailed(f"ebpf.plugin still running {wait_s:g} s after the restart")
+        time.sleep(1.0)
+
+
+def undo_step(s: _Session, step: JournaledStep) -> str | None:
+    """Restore one step's files; None when restored, else why not. Each undo op expects the
+    value the step wrote; a file already back at its previous value counts as restored."""
+    ops = step.undo
+    if not ops:
+        return None
+    out = s.apply(ops, extra=180.0 if any(o.mode == "run" for o in ops) else 0.0)
+    if out.ok:
+        return None
+    problem = out.first_problem()
+    if problem is None or problem.status != "changed":
+        return problem.detail if problem else "remote undo was cut short"
+    # Some op found neither what the step wrote: go op by op, accepting "already previous".
+    forward = {o.path: o for o in step.ops if o.mode != "run"}
+    for op in ops:
+        out = s.apply([op], extra=180.0 if op.mode == "run" else 0.0)
+        if out.ok:
+            continue
+        problem = out.first_problem()
+        before = forward.get(op.path)
+        if problem is not None and problem.status == "changed" and before is not None:
+            same = "same" if before.mode in ("set", "file") else "same-lines"
+            if s.apply([Op(same, op.path, before.check, "-")]).ok:
+                continue
+            return f"{op.path}: changed by someone else since the run; left as it is"
+        return problem.detail if problem else "remote undo was cut short"
+    return None
+
+
+def _undo_all(s: _Session, done: list[JournaledStep], results: dict[int, StepResult]) -> bool:
+    """Undo `done` (last first), journaling each; True when every one was restored."""
+    ok = True
+    for jstep in reversed(done):
+        why = undo_step(s, jstep)
+        status = ROLLED_BACK if why is None else FAILED
+        _journal(
+            s.ctx,
+            {"type": "undo", "host": s.host.name, "seq": jstep.seq, "status": status, "error": why},
+        )
+        if jstep.seq in results:
+            results[jstep.seq].status = status
+            if why:
+                results[jstep.seq].error = why
+        ok &= why is None
+    return ok
+
+
+def _journaled(step: Step, seq: int) -> JournaledStep:
+    return JournaledStep(seq, step.id, step.ops, step.undo, [vars(c) for c in step.changes])
+
+
+# ---------------------------------------------------------------- one host
+def _connect(host: Host, ctx: RemediateContext) -> Connection:
+    a = ctx.audit
+    deadline = time.monotonic() + a.ssh.connect_timeout * 3
+    with a.slots:
+        return connect(host, a.ssh, a.known_hosts(host), a.keys, a.ssh_config, deadline)
+
+
+def _unreachable(host: Host, ctx: RemediateContext, why: str, start: float) -> HostRemediation:
+    res = HostResult(host.name, host.address, host.port, UNREACHABLE, why, time.monotonic() - start)
+    return HostRemediation(res, ctx.run_id, failed=True)
+
+
+def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
+    """What remediate would do now; reads only (no lock, no write)."""
+    start = time.monotonic()
+    try:
+        conn = _connect(host, ctx)
+    except SSHError as exc:
+        return _unreachable(host, ctx, str(exc), start)
+    s = _Session(conn, host, ctx)
+    try:
+        res = s.probe(0)
+        rem = HostRemediation(res, ctx.run_id)
+        for step_id in _fix_ids(ctx):
+            step = plan_step(step_id, res.facts, _plan_input(s, step_id, res, res.facts))
+            if step is not None:
+                rem.steps.append(_planned(step, SKIPPED if step.blocked else PLANNED))
+    except (StepFailed, CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
+        res = HostResult(host.name, host.address, host.port, ERROR, str(exc), 0.0)
+        rem = HostRemediation(res, ctx.run_id, failed=True)
+    finally:
+        conn.close()
+    rem.sessions = s.execs
+    rem.result.duration_s = time.monotonic() - start
+    return rem
+
+
+def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
+    start = time.monotonic()
+    try:
+        conn = _connect(host, ctx)
+    except SSHError as exc:
+        return _unreachable(host, ctx, str(exc), start)
+    s = _Session(conn, host, ctx)
+    rem = HostRemediation(
+        HostResult(host.name, host.address, host.port, ERROR, None, 0.0), ctx.run_id
+    )
+    owner = None
+    try:
+        owner, note = acquire_lock(s)
+        _remediate_locked(s, rem, note)
+    except StepFailed as exc:
+        rem.result.error = str(exc)
+        rem.failed = True
+    except (CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
+        rem.result.error = f"connection lost or timed out: {exc}"
+        rem.result.status = ERROR
+        rem.failed = True
+    finally:
+        _release_quietly(s, owner)
+        conn.close()
+    rem.sessions = s.execs
+    rem.result.duration_s = time.monotonic() - start
+    _journal(
+        ctx,
+        {
+            "type": "host",
+            "host": host.name,
+            "status": rem.status,
+            "failed": rem.failed,
+            "verdict": rem.verdict.verdict if rem.verdict else None,
+            "error": rem.result.error,
+        },
+    )
+    return rem
+
+
+def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) -> None:
+    ctx = s.ctx
+    window = ctx.audit.cpu_window
+    before = s.probe(window)
+    rem.result = before
+    rem.cpu_before = before.cpu
+    if lock_note:
+        rem.result.error = lock_note
+    done: list[JournaledStep] = []
+    results: dict[int, StepResult] = {}
+    current = before
+    for step_id in _fix_ids(ctx):
+        if done:
+            current = s.probe(0)  # what the previous step left is what this one plans from
+        facts = current.facts
+        step = plan_step(step_id, facts, _plan_input(s, step_id, current, facts))
+        if step is None:
+            continue
+        if step.blocked:
+            rem.steps.append(_planned(step, SKIPPED))
+            continue
+        seq = ctx.next_seq()
+        try:
+            result = _run_step(s, step, seq)
+            done.append(_journaled(step, seq))
+            results[seq] = result
+            rem.steps.append(result)
+            if step.restarts_netdata:
+                current = _wait_netdata_gone(s, float(_fix_params(ctx, step_id).get("wait_s", 180)))
+        except StepFailed as exc:
+            failed = exc.result if isinstance(exc, _StepError) else _planned(step, FAILED, str(exc))
+            if not isinstance(exc, _StepError) or exc.wrote:
+                # It may have written part of its ops: undo those too (an op that never
+                # happened finds its file at the previous value and is left alone).
+                done.append(_journaled(step, seq))
+            rem.steps.append(failed)
+            restored = _undo_all(s, done, results)
+            rem.failed = True
+            rem.result.error = f"step {step_id} failed: {failed.error}; earlier steps " + (
+                "rolled back" if restored else "NOT all rolled back: run fleet rollback"
+            )
+            after = s.probe(0)
+            rem.checks_after = after.checks
+            rem.result.status = after.status
+            rem.verdict = Verdict(NOT_MEASURED, "rolled back after a failed step")
+            return
+    if done:
+        settle = ctx.settle_s if ctx.settle_s is not None else ctx.audit.playbook.settle_s
+        time.sleep(settle)
+    after = s.probe(window)
+    rem.checks_after = after.checks
+    rem.cpu_after = after.cpu
+    if window == 0:
+        rem.verdict = Verdict(NOT_MEASURED, "--cpu-window 0")
+    else:
+        rem.verdict = cpu_verdict(
+            intervals(before.facts.cpu_samples, s.host.cpus),
+            intervals(after.facts.cpu_samples, s.host.cpus),
+            ctx.audit.playbook.min_change_pct,
+        )
+    rem.result.status = after.status
+    still = [f.id for f in after.checks if f.status == "fail"]
+    if still or rem.verdict.verdict == WORSE or after.status == ERROR:
+        rem.failed = True
+        why = f"still failing: {', '.join(still)}" if still else rem.verdict.reason
+        rem.result.error = "; ".join(x for x in (rem.result.error, why) if x)
+
+
+# ---------------------------------------------------------------- rollback of one host
+def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostRemediation:
+    start = time.monotonic()
+    pending = run.pending(host.name)
+    try:
+        conn = _connect(host, ctx)
+    except SSHError as exc:
+        return _unreachable(host, ctx, str(exc), start)
+    s = _Session(conn, host, ctx)
+    s.tag = f"{run.run_id}-rollback"
+    rem = HostRemediation(
+        HostResult(host.name, host.address, host.port, COMPLIANT, None, 0.0), run.run_id
+    )
+    results = {
+        j.seq: StepResult(
+            j.step,
+            APPLIED,
+            {c["path"]: c["before"] for c in j.changes},
+            {c["path"]: c["after"] for c in j.changes},
+        )
+        for j in pending
+    }
+    owner = None
+    try:
+        owner, note = acquire_lock(s)
+        rem.result.error = note
+        restored = _undo_all(s, list(reversed(pending)), results)
+        rem.steps = [results[j.seq] for j in pending]
+        after = s.probe(0)
+        rem.checks_after = after.checks
+        rem.result.kernel = after.kernel
+        rem.failed = not restored
+        rem.result.status = COMPLIANT if restored else NON_COMPLIANT
+        if not restored:
+            rem.result.error = "not every step could be restored (see steps)"
+    except StepFailed as exc:
+        rem.result.status, rem.result.error, rem.failed = ERROR, str(exc), True
+    except (CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
+        rem.result.status, rem.failed = ERROR, True
+        rem.result.error = f"connection lost or timed out: {exc}"
+    finally:
+        _release_quietly(s, owner)
+        conn.close()
+    rem.sessions = s.execs
+    rem.result.duration_s = time.monotonic() - start
+    return rem
+
+
+# ---------------------------------------------------------------- the fleet
+@dataclass
+class RemediationRun:
+    run_id: str
+    started_at: str
+    finished_at: str
+    hosts: list[HostRemediation]
+    budget_note: str | None = None
+
+
+def _skipped(host: Host, ctx: RemediateContext, why: str) -> HostRemediation:
+    res = HostResult(host.name, host.address, host.port, SKIPPED, why, 0.0)
+    return HostRemediation(res, ctx.run_id, failed=True)
+
+
+def plan_fleet(hosts: list[Host], ctx: RemediateContext, forks: int) -> RemediationRun:
+    started = utc_now()
+    ctx.audit.slots = threading.Semaphore(forks)
+    out = run_hosts(
+        hosts, lambda h: plan_host(h, ctx), workers=forks, progress=Progress(len(hosts))
+    )
+    return RemediationRun(ctx.run_id, started, utc_now(), out)
+
+
+def remediate_fleet(
+    hosts: list[Host],
+    ctx: RemediateContext,
+    batch: int,
+    max_fail: int,
+    fn: Callable[[Host, RemediateContext], HostRemediation] = remediate_host,
+) -> RemediationRun:
+    """A canary host alone, then batches of `batch`; once more than `max_fail` hosts have
+    failed over the whole run, no new host starts and the rest are reported skipped."""
+    started = utc_now()
+    ctx.audit.slots = threading.Semaphore(max(batch, 1))
+    results: dict[str, HostRemediation] = {}
+    waves = [hosts[:1]] + [hosts[i : i + batch] for i in range(1, len(hosts), batch)]
+    failed = 0
+    note = None
+    for wave in waves:
+        if not wave:
+            continue
+        if failed > max_fail:
+            for h in wave:
+                results[h.name] = _skipped(
+                    h, ctx, f"not started: {failed} host(s) failed, over --max-fail {max_fail}"
+                )
+            continue
+        done = run_hosts(wave, lambda h: fn(h, ctx), workers=len(wave))
+        for rem in done:
+            results[rem.name] = rem
+            failed += rem.failed
+        if failed > max_fail and note is None:
+            note = f"failure budget exceeded: {failed} failed > --max-fail {max_fail}"
+    return RemediationRun(ctx.run_id, started, utc_now(), [results[h.name] for h in hosts], note)
+
+
+def rollback_fleet(
+    hosts: list[Host], ctx: RemediateContext, run: JournaledRun, forks: int
+) -> RemediationRun:
+    started = utc_now()
+    ctx.audit.slots = threading.Semaphore(forks)
+
+    def one(h: Host) -> HostRemediation:
+        if not run.pending(h.name):
+            res = HostResult(h.name, h.address, h.port, COMPLIANT, "nothing to roll back", 0.0)
+            return HostRemediation(res, run.run_id)
+        return rollback_host(h, ctx, run)
+
+    out = run_hosts(hosts, one, workers=forks, progress=Progress(len(hosts)))
+    return RemediationRun(run.run_id, started, utc_now(), out)
+
+
+def remediation_exit_code(hosts: list[HostRemediation]) -> int:
+    """Contract: bit 1 non-compliant / failed verification / not restored; bit 4 unreachable
+    or error."""
+    code = 0
+    for h in hosts:
+        if h.status in (UNREACHABLE, ERROR):
+            code |= 4
+        if h.failed and h.status not in (UNREACHABLE, ERROR):
+            code |= 1
+        if h.status == NON_COMPLIANT:
+            code |= 1
+    return code
