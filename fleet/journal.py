@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import socket
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,8 +182,3 @@ def find_run(state: Path, run_id: str | None, hosts: list[str]) -> JournaledRun 
         if any(run.pending(h) for h in hosts):
             return run
     return None
-
-
-def age_s(started_at: str) -> float:
-    then = datetime.strptime(started_at[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return time.time() - then.timestamp()

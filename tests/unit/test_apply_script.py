@@ -1,0 +1,126 @@
+"""fleet/apply.sh, the remote half of a remediation step, under dash, bash and busybox sh."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleet.apply import ApplyOutput, apply_command, parse_apply_output
+from fleet.fixes import Op
+from fleet.probe import new_nonce
+
+SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]
+READ_ONLY_ONE = "/sys/kernel/fscaps"  # reads "1", refuses writes with EACCES (root too)
+
+
+def run(root: Path, ops: list[Op], shell: str = "sh", tag: str = "run1") -> ApplyOutput:
+    nonce = new_nonce()
+    cmd = apply_command(nonce, str(root), tag, ops)
+    argv = [shell, "sh"] if shell == "busybox" else [shell]
+    # The command line is what sshd hands the login shell; the login shell here is `shell`.
+    proc = subprocess.run([*argv, "-c", cmd], capture_output=True, text=True, timeout=30)
+    return parse_apply_output(proc.stdout, nonce)
+
+
+@pytest.fixture(params=SHELLS)
+def shell(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def put(root: Path, rel: str, text: str) -> Path:
+    path = root / rel.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_set_writes_only_when_the_file_holds_what_was_planned(tmp_path: Path, shell: str) -> None:
+    f = put(tmp_path, "/k/enabled", "1\n")
+    out = run(tmp_path, [Op("set", "/k/enabled", "1\n", "0\n")], shell)
+    assert out.ok and out.results[0].after == "0\n" and f.read_text() == "0\n"
+    out = run(tmp_path, [Op("set", "/k/enabled", "1\n", "0\n")], shell)
+    assert not out.ok and out.results[0].status == "changed"
+
+
+def test_every_check_runs_before_any_write(tmp_path: Path, shell: str) -> None:
+    a = put(tmp_path, "/a", "1\n")
+    put(tmp_path, "/b", "X\n")
+    out = run(tmp_path, [Op("set", "/a", "1\n", "0\n"), Op("set", "/b", "1\n", "0\n")], shell)
+    assert [r.status for r in out.results] == ["changed"] and out.results[0].index == 2
+    assert a.read_text() == "1\n"
+
+
+def test_trunc_and_append_compare_lines_in_any_order(tmp_path: Path, shell: str) -> None:
+    f = put(tmp_path, "/t/set_event", "b:y\na:x\n")
+    out = run(tmp_path, [Op("trunc", "/t/set_event", "a:x\nb:y\n", "-")], shell)
+    assert out.ok and f.read_text() == ""
+    out = run(tmp_path, [Op("append", "/t/set_event", "", "a:x\n!b:y")], shell)
+    assert out.ok and f.read_text() == "a:x\n!b:y\n"
+
+
+def test_file_mode_keeps_owner_mode_and_a_backup(tmp_path: Path, shell: str) -> None:
+    f = put(tmp_path, "/etc/netdata/netdata.conf", "[plugins]\n    # ebpf = yes\n")
+    f.chmod(0o640)
+    new = "[plugins]\n    # ebpf = yes\n    ebpf = no\n"
+    out = run(tmp_path, [Op("file", "/etc/netdata/netdata.conf", f.read_text(), new)], shell)
+    assert out.ok, out
+    assert f.read_text() == new and stat.S_IMODE(f.stat().st_mode) == 0o640
+    backup = tmp_path / "etc/netdata/netdata.conf.fleet-run1.bak"
+    assert backup.read_text() == "[plugins]\n    # ebpf = yes\n"
+    assert out.results[0].detail == "backup /etc/netdata/netdata.conf.fleet-run1.bak"
+    assert sorted(p.name for p in f.parent.iterdir()) == [f.name, backup.name]
+
+
+def test_a_file_without_a_final_newline_round_trips(tmp_path: Path, shell: str) -> None:
+    f = put(tmp_path, "/c", "a = 1")
+    out = run(tmp_path, [Op("file", "/c", "a = 1", "a = 2\n\n")], shell)
+    assert out.ok and f.read_text() == "a = 2\n\n"
+    out = run(
+        tmp_path, [Op("same", "/c", "a = 2\n\n", "-"), Op("file", "/c", "a = 2\n\n", "a = 1")]
+    )
+    assert out.ok and f.read_text() == "a = 1"
+
+
+@pytest.mark.skipif(not Path(READ_ONLY_ONE).exists(), reason="no /sys/kernel/fscaps")
+def test_a_refused_write_names_the_errno(tmp_path: Path, shell: str) -> None:
+    (tmp_path / "enable").symlink_to(READ_ONLY_ONE)
+    out = run(tmp_path, [Op("set", "/enable", "1\n", "0\n")], shell)
+    assert not out.ok and out.results[0].status == "fail"
+    assert out.results[0].errno == "EACCES", out.results[0].detail
+
+
+def test_run_reports_the_command_rc_and_output(tmp_path: Path, shell: str) -> None:
+    out = run(tmp_path, [Op("run", "-", "-", "echo restarting; exit 3")], shell)
+    assert out.results[0].status == "fail" and out.results[0].detail == "rc 3: restarting"
+
+
+def test_the_lock_admits_one_owner_and_a_stale_one_can_be_taken_over(
+    tmp_path: Path, shell: str
+) -> None:
+    lock = "/run/fleet-remediate.lock"
+    assert run(tmp_path, [Op("lock", lock, "-", "A\t1")], shell).ok
+    held = run(tmp_path, [Op("lock", lock, "-", "B\t2")], shell)
+    assert held.results[0].status == "held" and held.results[0].after == "A\t1\n"
+    assert held.results[0].detail.isdigit()  # the remote clock, for the lock's age
+    # Taking over names the owner judged stale; someone else's lock is left alone.
+    assert not run(tmp_path, [Op("lock", lock, "C\t3", "B\t2")], shell).ok
+    assert run(tmp_path, [Op("lock", lock, "A\t1", "B\t2")], shell).ok
+    assert (tmp_path / "run/fleet-remediate.lock/owner").read_text() == "B\t2"
+    assert run(tmp_path, [Op("unlock", lock, "A\t1", "-")], shell).results[0].status == "gone"
+    assert run(tmp_path, [Op("unlock", lock, "B\t2", "-")], shell).ok
+    assert not (tmp_path / "run/fleet-remediate.lock").exists()
+
+
+def test_hostile_paths_and_values_are_data_not_shell(tmp_path: Path, shell: str) -> None:
+    rel = '/x\'; touch PWNED; $(touch PWNED2) `touch PWNED3`\n"y"/enable'
+    f = put(tmp_path, rel, "1\n")
+    value = "0\n$(touch PWNED4)\n'; touch PWNED5\n"
+    out = run(tmp_path, [Op("set", rel, "1\n", value)], shell, tag="t'$(touch PWNED6)")
+    assert out.ok and f.read_text() == value
+    assert not [p for p in tmp_path.rglob("PWNED*")] and not list(Path.cwd().glob("PWNED*"))
+    assert os.listdir(tmp_path) == [rel.split("/")[1]]

@@ -1,0 +1,69 @@
+"""The remediation journal: private files, fsync'd records, readable after a crash."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from fleet.errors import UsageError
+from fleet.fixes import Op
+from fleet.journal import Journal, find_run, load_run, ops_json
+
+
+def intent(host: str, seq: int, step: str) -> dict[str, object]:
+    op = Op("set", "/sys/kernel/debug/kprobes/enabled", "1\n", "0\n")
+    undo = Op("set", op.path, "0\n", "1\n")
+    return {
+        "type": "intent",
+        "host": host,
+        "seq": seq,
+        "step": step,
+        "ops": ops_json([op]),
+        "undo": ops_json([undo]),
+        "changes": [],
+    }
+
+
+def test_journal_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    from fleet.statedir import state_dir
+
+    state = state_dir()
+    journal = Journal.start(state, "20260101T000000Z-aaaaaa", ["fleet"], "pb.yml")
+    journal.close()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "journal").stat().st_mode) == 0o700
+    assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
+
+
+def test_pending_steps_come_last_first_and_skip_what_was_undone(tmp_path: Path) -> None:
+    j = Journal.start(tmp_path, "20260101T000000Z-aaaaaa", ["fleet"], "pb.yml")
+    j.write(intent("web1", 1, "netdata.ebpf_off"))
+    j.write({"type": "result", "host": "web1", "seq": 1, "status": "applied"})
+    j.write(intent("web1", 2, "tracing.probe_events_off"))
+    j.write(intent("web1", 3, "tracing.set_event_clear"))
+    j.write({"type": "result", "host": "web1", "seq": 3, "status": "changed"})
+    j.write(intent("web2", 4, "kprobes.disarm"))
+    j.write({"type": "undo", "host": "web2", "seq": 4, "status": "rolled-back"})
+    j.close()
+    # A kill mid-write leaves half a line: that record never happened.
+    with open(j.path, "a") as f:
+        f.write('{"type": "undo", "host": "web1", "se')
+    run = load_run(j.path)
+    # seq 2 has no result (killed before the answer): it may have written, so it is undone.
+    assert [s.seq for s in run.pending("web1")] == [2, 1]
+    assert run.pending("web2") == []
+    assert find_run(tmp_path, None, ["web2"]) is None
+    assert find_run(tmp_path, None, ["web1"]).run_id == run.run_id  # type: ignore[union-attr]
+
+
+def test_a_file_that_is_not_a_journal_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "journal" / "x.jsonl"
+    path.parent.mkdir()
+    path.write_text('{"type": "intent"}\n')
+    with pytest.raises(UsageError, match=r"x.jsonl:1: not a fleet journal record"):
+        load_run(path)
+    with pytest.raises(UsageError, match="no journal for run nope"):
+        find_run(tmp_path, "nope", [])
