@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit lint deps sshd busybox install clean
+.PHONY: demo test unit lint deps sshd busybox install clean bench
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -32,14 +32,31 @@ $(STAMP): pyproject.toml | deps
 
 install: $(STAMP)
 
-# The main job on the local lab: bring it up, audit it, take it down.
+# The main job on the local lab: audit it, remediate one incident host (before -> after CPU),
+# audit again, remediate and roll back a second one, take the lab down. Journals go to
+# $(DEMO_STATE) so a demo never mixes with your own runs.
+DEMO_STATE := .fleet-state
+DEMO := FLEET_STATE_DIR=$(DEMO_STATE) $(BIN)/fleet
 demo: $(STAMP) sshd
 	@$(BIN)/fleet lab down --state-dir $(LAB) >/dev/null 2>&1 || true
-	$(BIN)/fleet lab up --hosts 6 --state-dir $(LAB) --inventory-out inventory/lab.yml
-	@rc=0; $(BIN)/fleet audit -i inventory/lab.yml --cpu-window 2 || rc=$$?; \
+	$(BIN)/fleet lab up --hosts 7 --state-dir $(LAB) --inventory-out inventory/lab.yml
+	@rc=0; fail=0; \
+	  step() { echo; echo "== $$1"; }; \
+	  step "fleet audit: which hosts have it?"; \
+	  $(DEMO) audit -i inventory/lab.yml --cpu-window 2 || rc=$$?; \
+	  step "fleet remediate --host incident-01: the plan (nothing changes yet)"; \
+	  $(DEMO) remediate -i inventory/lab.yml --host incident-01; \
+	  step "fleet remediate --host incident-01 --apply --yes: fix, then prove it"; \
+	  $(DEMO) remediate -i inventory/lab.yml --host incident-01 --apply --yes --cpu-window 3 || fail=1; \
+	  step "fleet audit again"; \
+	  $(DEMO) audit -i inventory/lab.yml --cpu-window 2 --limit 'incident*'; \
+	  step "fleet remediate --host incident-07, then fleet rollback --host incident-07"; \
+	  $(DEMO) remediate -i inventory/lab.yml --host incident-07 --apply --yes --cpu-window 2 || fail=1; \
+	  $(DEMO) rollback -i inventory/lab.yml --host incident-07 || fail=1; \
+	  $(DEMO) audit -i inventory/lab.yml --cpu-window 0 --limit incident-07; \
 	  $(BIN)/fleet lab down --state-dir $(LAB); \
-	  echo "fleet audit exit code $$rc (bit 1: non-compliant hosts, bit 4: unreachable/error hosts)"; \
-	  [ $$rc -ne 2 ] && [ $$rc -lt 8 ]
+	  echo; echo "first audit exit code $$rc (bit 1: non-compliant hosts, bit 4: unreachable/error hosts)"; \
+	  [ $$rc -ne 2 ] && [ $$rc -lt 8 ] && [ $$fail -eq 0 ]
 
 test: $(STAMP) sshd busybox
 	$(BIN)/ruff check fleet tests
@@ -51,6 +68,24 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check fleet tests
 
+# `make bench` (never part of `make test`): fleet audit against a bare paramiko pool (the
+# floor), ansible-core -m raw / -m shell and pyinfra on a loopback lab; bench/results.json.
+# About 8 minutes on 2 cores. BENCH_HOSTS=1000 runs every tool at N=1000 (much longer);
+# BENCH_SCALE, BENCH_ROUNDS, BENCH_FORKS, BENCH_TOOLS: see bench/run.py --help.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml bench/requirements*.txt | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt bench/requirements-pyinfra.txt | deps
+	$(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q -e . -r bench/requirements.txt
+	$(PY) -m venv $(BENCH_VENV)/pyinfra
+	$(BENCH_VENV)/pyinfra/bin/pip install -q -r bench/requirements-pyinfra.txt
+	rm -f $(BENCH_VENV)/.installed-* && touch $@
+
+bench: $(BENCH_STAMP) sshd
+	$(BENCH_VENV)/bin/python bench/run.py
+
 clean:
 	-$(BIN)/fleet lab down --state-dir $(LAB) >/dev/null 2>&1
-	rm -rf $(VENV) $(LAB) inventory/lab.yml .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) $(LAB) inventory/lab.yml .pytest_cache .ruff_cache *.egg-info

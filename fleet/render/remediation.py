@@ -36,7 +36,9 @@ def render_plan(run: RemediationRun) -> str:
     lines.append("")
     lines.append(
         f"plan: {total} step(s) on {hosts} host(s); nothing was changed. "
-        "Apply with --apply (asks first) or --apply --yes."
+        "Apply with --apply (asks first) or --apply --yes.\n"
+        "Each step is planned again from the state read just before it runs: a later step "
+        "may find an earlier one left it nothing to do."
         if total
         else "plan: nothing to change."
     )
