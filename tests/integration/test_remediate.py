@@ -406,3 +406,46 @@ def _with_host_vars(info: lab.LabInfo, path: Path, name: str, **hostvars: str) -
             group["hosts"][name].update(hostvars)
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def test_apply_on_a_terminal_shows_the_plan_and_asks_first(fleet_lab: lab.LabInfo) -> None:
+    tree = root(fleet_lab, "incident")
+    before = snapshot(tree)
+    args = [
+        sys.executable,
+        "-m",
+        "fleet.cli",
+        "remediate",
+        "-i",
+        str(fleet_lab.inventory),
+        "--host",
+        "incident*",
+        "--apply",
+        "--cpu-window",
+        "0",
+        "--settle",
+        "0",
+    ]
+    for answer, changed in (("n\n", False), ("y\n", True)):
+        primary, secondary = os.openpty()
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=secondary,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=fleet_env(),
+                text=True,
+            )
+            os.write(primary, answer.encode())
+            out, err = proc.communicate(timeout=300)
+        finally:
+            os.close(primary)
+            os.close(secondary)
+        assert "Apply these steps to 1 host(s)? [y/N]" in err
+        assert "[planned] netdata.ebpf_off" in err
+        assert (snapshot(tree) != before) is changed
+        if not changed:
+            assert proc.returncode == 1 and "nothing was changed" in err
+        else:
+            assert proc.returncode == 0 and "fixed" in out
