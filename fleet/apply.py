@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from functools import cache
@@ -65,6 +66,11 @@ class ApplyOutput:
         return next((r for r in self.results if r.status not in ("ok", "gone")), None)
 
 
+# "fleet-apply: 59: " (dash), "fleet-apply: line 59: " (bash, busybox): where in our script
+# the shell was, which tells the user nothing.
+_SHELL_PREFIX = re.compile(r"(^|: )fleet-apply: (line )?\d+: ")
+
+
 def parse_apply_output(stdout: str, nonce: str) -> ApplyOutput:
     out = ApplyOutput()
     marker = nonce + " "
@@ -87,7 +93,7 @@ def parse_apply_output(stdout: str, nonce: str) -> ApplyOutput:
             elif tag == "op":
                 index, _, rest = rest.partition(" ")
                 status, _, detail = rest.partition(" ")
-                current = OpResult(int(index), status, detail)
+                current = OpResult(int(index), status, _SHELL_PREFIX.sub(r"\1", detail).strip())
                 out.results.append(current)
             elif tag == "after":
                 body = []
