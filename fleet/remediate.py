@@ -520,15 +520,20 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
             rem.result.status = after.status
             rem.verdict = Verdict(NOT_MEASURED, "rolled back after a failed step")
             return
-    if done:
+    if not done:
+        # Nothing was written: the before probe is the re-audit, and there is no change to
+        # measure (a second sample would only cost the window again).
+        after = before
+        rem.verdict = Verdict(NOT_MEASURED, "nothing was changed")
+    else:
         settle = ctx.settle_s if ctx.settle_s is not None else ctx.audit.playbook.settle_s
         time.sleep(settle)
-    after = s.probe(window)
+        after = s.probe(window)
     rem.checks_after = after.checks
-    rem.cpu_after = after.cpu
-    if window == 0:
+    rem.cpu_after = after.cpu if done else None
+    if rem.verdict is None and window == 0:
         rem.verdict = Verdict(NOT_MEASURED, "--cpu-window 0")
-    else:
+    elif rem.verdict is None:
         rem.verdict = cpu_verdict(
             intervals(before.facts.cpu_samples, s.host.cpus),
             intervals(after.facts.cpu_samples, s.host.cpus),
