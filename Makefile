@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit lint deps sshd busybox install clean bench
+.PHONY: demo test unit lint deps sshd busybox chromium install clean bench
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -23,6 +23,12 @@ busybox:
 	@if ! command -v busybox >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox; \
 	  else echo "busybox missing (its tests skip): apt-get install -y busybox" >&2; fi; fi
+
+# chromium renders the HTML report in its test (headless: real DOM, screenshots).
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium missing (its test skips, fails under CI=true): apt-get install -y chromium" >&2; fi; fi
 
 $(STAMP): pyproject.toml | deps
 	$(PY) -m venv $(VENV)
@@ -54,11 +60,13 @@ demo: $(STAMP) sshd
 	  $(DEMO) remediate -i inventory/lab.yml --host incident-07 --apply --yes --cpu-window 2 || fail=1; \
 	  $(DEMO) rollback -i inventory/lab.yml --host incident-07 || fail=1; \
 	  $(DEMO) audit -i inventory/lab.yml --cpu-window 0 --limit incident-07; \
+	  step "fleet report: drift since the last report (history in $(DEMO_STATE)), report.html"; \
+	  $(DEMO) report -i inventory/lab.yml --cpu-window 2 --format table --format html:report.html || true; \
 	  $(BIN)/fleet lab down --state-dir $(LAB); \
 	  echo; echo "first audit exit code $$rc (bit 1: non-compliant hosts, bit 4: unreachable/error hosts)"; \
 	  [ $$rc -ne 2 ] && [ $$rc -lt 8 ] && [ $$fail -eq 0 ]
 
-test: $(STAMP) sshd busybox
+test: $(STAMP) sshd busybox chromium
 	$(BIN)/ruff check fleet tests
 	$(BIN)/pytest -q -m 'not e2e'
 

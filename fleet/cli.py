@@ -228,12 +228,9 @@ def _write_output(text: str, path: Path | None) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
+    from fleet.outfile import write_atomic
+
+    write_atomic(path, text)  # never replaces /dev/null or a FIFO with a file
     print(f"fleet: wrote {path}", file=sys.stderr)
 
 
@@ -455,8 +452,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"fleet: warning: {warning}", file=sys.stderr)
     if result.stdout:
         sys.stdout.write(result.stdout)
-    for path in result.written:
-        print(f"fleet: wrote {path}", file=sys.stderr)
+    if sys.stderr.isatty():  # silent on success under cron and timers
+        for path in result.written:
+            print(f"fleet: wrote {path}", file=sys.stderr)
     return result.exit_code
 
 

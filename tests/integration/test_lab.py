@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from fleet import lab
-from fleet.lab import kernelmodel
 from fleet.errors import UsageError
+from fleet.lab import kernelmodel
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,179 @@
+"""`fleet report`: audit (or read a saved `fleet audit --json`), record the run in the history,
+compute drift and waivers, render every asked-for format, write the files, notify.
+
+Everything a user can get wrong (formats, paths, waiver file, --from file, history file,
+inventory, playbook) is checked before any host is contacted (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fleet.audit import AuditRun
+from fleet.drift import Drift, compute_drift
+from fleet.errors import UsageError
+from fleet.history import WAIVED, WAIVER_EXPIRED, History, default_history_path
+from fleet.notify import Delivery, NotifyError, payload, post_json
+from fleet.outfile import write_atomic
+from fleet.reportdata import ReportData
+from fleet.reportfiles import FORMATS, check_writable, plan_outputs
+from fleet.runner import Progress
+from fleet.waivers import Waiver, WaiverOutcome, apply_waivers, load_waivers
+
+CPU_POINTS = 120  # runs shown in each host's CPU chart
+DEFAULT_KEEP_DAYS = 90
+
+
+@dataclass
+class ReportRequest:
+    formats: list[str] | None = None
+    output: Path | None = None
+    from_file: Path | None = None
+    history: Path | None = None
+    keep_days: int = DEFAULT_KEEP_DAYS
+    waivers: Path | None = None
+    webhook: str | None = None
+    webhook_timeout: float = 10.0
+    # the audit's own options (fleet.cli._add_target_options)
+    inventory: Path | None = None
+    limit: list[str] | None = None
+    playbook: Path | None = None
+    forks: int = 20
+    max_open: int = 256
+    cpu_window: int = 5
+    connect_timeout: float = 10.0
+    timeout: float | None = None
+    known_hosts: Path | None = None
+    accept_new_host_keys: bool = False
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> ReportRequest:
+        return cls(**{k: getattr(args, k) for k in cls.__dataclass_fields__ if hasattr(args, k)})
+
+
+@dataclass
+class ReportResult:
+    data: ReportData
+    exit_code: int
+    stdout: str = ""
+    written: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notified: Delivery | None = None
+
+
+AuditFn = Callable[[], tuple[AuditRun, str]]
+
+
+def _prepare_audit(req: ReportRequest, progress: Callable[[int], Progress] | None) -> AuditFn:
+    """Load inventory and playbook now (their errors are exit 2); audit when called."""
+    from fleet.audit import AuditContext, audit_fleet
+    from fleet.inventory import default_inventory_path, load_inventory
+    from fleet.playbook import default_playbook_path, load_playbook
+    from fleet.ssh import SSHOptions
+
+    inventory = load_inventory(req.inventory or default_inventory_path())
+    hosts = inventory.select(req.limit)
+    playbook_path = req.playbook or default_playbook_path()
+    playbook = load_playbook(playbook_path)
+    if req.known_hosts and not req.known_hosts.exists() and not req.accept_new_host_keys:
+        raise UsageError(f"{req.known_hosts}: no such known_hosts file")
+    ctx = AuditContext(
+        playbook=playbook,
+        ssh=SSHOptions(
+            connect_timeout=req.connect_timeout,
+            known_hosts=req.known_hosts,
+            accept_new_host_keys=req.accept_new_host_keys,
+        ),
+        cpu_window=req.cpu_window,
+        host_timeout=req.timeout,
+    )
+
+    def run() -> tuple[AuditRun, str]:
+        bar = progress(len(hosts)) if progress else None
+        return audit_fleet(hosts, ctx, req.forks, bar, req.max_open), str(playbook_path)
+
+    return run
+
+
+def _prepare_source(
+    req: ReportRequest, progress: Callable[[int], Progress] | None
+) -> tuple[AuditFn, str]:
+    if req.from_file is None:
+        return _prepare_audit(req, progress), "audit"
+    if req.limit:
+        raise UsageError("--limit selects inventory hosts; it does not apply to --from")
+    from fleet.auditfile import load_audit_file
+
+    loaded = load_audit_file(req.from_file)
+    return (lambda: loaded), str(req.from_file)
+
+
+def record(
+    history: History,
+    run: AuditRun,
+    playbook: str,
+    source: str,
+    waivers: WaiverOutcome,
+    keep_days: int,
+    now: datetime,
+) -> tuple[int, Drift]:
+    """Store the run and compute its drift in one transaction (all or nothing)."""
+    names = [h.name for h in run.hosts]
+    marks = {k: WAIVER_EXPIRED if m.expired else WAIVED for k, m in waivers.marks.items()}
+    with history.transaction():
+        ref = history.add_run(run, playbook, source, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        past = history.past(names, ref.id)
+        drift, streaks = compute_drift(run.hosts, run.started_at, past, waivers.waived)
+        history.add_results(ref.id, run.hosts, streaks, marks)
+        history.prune(keep_days, now, keep_run=ref.id)
+    return ref.id, drift
+
+
+def run_report(
+    req: ReportRequest,
+    progress: Callable[[int], Progress] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ReportResult:
+    plan = plan_outputs(req.formats, req.output)
+    check_writable(plan, req.output)
+    if req.webhook and not req.webhook.startswith(("http://", "https://")):
+        raise UsageError("--notify-webhook: an http:// or https:// URL is needed")
+    waivers: list[Waiver] = load_waivers(req.waivers) if req.waivers else []
+    get_run, source = _prepare_source(req, progress)
+    history = History(req.history or default_history_path())
+    try:
+        run, playbook = get_run()  # hosts are contacted here, not before
+        outcome = apply_waivers(run.hosts, waivers, now().date())
+        warnings = outcome.warnings()
+        run_id: int | None = None
+        series: dict[str, list[tuple[str, float | None]]] = {}
+        try:
+            run_id, drift = record(history, run, playbook, source, outcome, req.keep_days, now())
+            series = history.cpu_series([h.name for h in run.hosts], CPU_POINTS)
+        except sqlite3.Error as exc:
+            # The audit is done and its reports are still worth writing (a .prom left stale
+            # alerts nobody): report without drift, and say so.
+            drift = Drift(unavailable=f"history {history.path}: {exc}")
+            warnings.append(f"{history.path}: run not recorded: {exc}")
+    finally:
+        history.close()
+    data = ReportData(run, playbook, drift, outcome, series, run_id, source)
+    result = ReportResult(data, data.exit_code(), warnings=warnings)
+    for out in plan:
+        text = FORMATS[out.fmt][1](data)
+        if out.path is None:
+            result.stdout = text
+        else:
+            write_atomic(out.path, text)
+            result.written.append(out.path)
+    if req.webhook and drift.changed:
+        try:
+            result.notified = post_json(req.webhook, payload(data), timeout=req.webhook_timeout)
+        except NotifyError as exc:
+            result.warnings.append(f"notify: {exc}")
+    return result
