@@ -46,10 +46,11 @@ DEMO := FLEET_STATE_DIR=$(DEMO_STATE) $(BIN)/fleet
 demo: $(STAMP) sshd
 	@$(BIN)/fleet lab down --state-dir $(LAB) >/dev/null 2>&1 || true
 	$(BIN)/fleet lab up --hosts 7 --state-dir $(LAB) --inventory-out inventory/lab.yml
-	@rc=0; fail=0; \
+	@mkdir -p -m 700 $(DEMO_STATE); rc=0; fail=0; \
 	  step() { echo; echo "== $$1"; }; \
 	  step "fleet audit: which hosts have it?"; \
 	  $(DEMO) audit -i inventory/lab.yml --cpu-window 2 || rc=$$?; \
+	  $(DEMO) report -i inventory/lab.yml --cpu-window 2 --format json -o $(DEMO_STATE)/first-report.json || true; \
 	  step "fleet remediate --host incident-01: the plan (nothing changes yet)"; \
 	  $(DEMO) remediate -i inventory/lab.yml --host incident-01; \
 	  step "fleet remediate --host incident-01 --apply --yes: fix, then prove it"; \
