@@ -11,6 +11,7 @@ from pathlib import Path
 import paramiko
 
 from fleet.checks import run_checks
+from fleet.errors import UsageError
 from fleet.facts import host_facts
 from fleet.findings import UNREACHABLE, HostResult, host_status
 from fleet.hostkeys import KnownHosts
@@ -142,6 +143,39 @@ class AuditRun:
     started_at: str
     finished_at: str
     hosts: list[HostResult]
+
+
+def prepare(
+    *,
+    inventory: Path | None,
+    limit: list[str] | None,
+    playbook: Path | None,
+    connect_timeout: float,
+    known_hosts: Path | None,
+    accept_new_host_keys: bool,
+    cpu_window: int,
+    timeout: float | None,
+) -> tuple[list[Host], AuditContext, Path]:
+    """Targets and context of a run, loaded before any host is contacted: a bad inventory,
+    pattern, playbook or known_hosts file is a usage error (exit 2)."""
+    from fleet.inventory import default_inventory_path, load_inventory
+    from fleet.playbook import default_playbook_path, load_playbook
+
+    hosts = load_inventory(inventory or default_inventory_path()).select(limit)
+    playbook_path = playbook or default_playbook_path()
+    ctx = AuditContext(
+        playbook=load_playbook(playbook_path),
+        ssh=SSHOptions(
+            connect_timeout=connect_timeout,
+            known_hosts=known_hosts,
+            accept_new_host_keys=accept_new_host_keys,
+        ),
+        cpu_window=cpu_window,
+        host_timeout=timeout,
+    )
+    if known_hosts and not known_hosts.exists() and not accept_new_host_keys:
+        raise UsageError(f"{known_hosts}: no such known_hosts file")
+    return hosts, ctx, playbook_path
 
 
 def utc_now() -> str:

@@ -234,30 +234,27 @@ def _write_output(text: str, path: Path | None) -> None:
     print(f"fleet: wrote {path}", file=sys.stderr)
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    from fleet.audit import AuditContext, audit_fleet
-    from fleet.findings import exit_code
-    from fleet.inventory import default_inventory_path, load_inventory
-    from fleet.playbook import default_playbook_path, load_playbook
-    from fleet.runner import Progress
-    from fleet.ssh import SSHOptions
+def _prepare(args: argparse.Namespace, cpu_window: int) -> tuple[Any, Any, Path]:
+    from fleet.audit import prepare
 
-    inventory = load_inventory(args.inventory or default_inventory_path())
-    hosts = inventory.select(args.limit)
-    playbook_path = args.playbook or default_playbook_path()
-    playbook = load_playbook(playbook_path)
-    if args.known_hosts and not args.known_hosts.exists() and not args.accept_new_host_keys:
-        raise UsageError(f"{args.known_hosts}: no such known_hosts file")
-    ctx = AuditContext(
-        playbook=playbook,
-        ssh=SSHOptions(
-            connect_timeout=args.connect_timeout,
-            known_hosts=args.known_hosts,
-            accept_new_host_keys=args.accept_new_host_keys,
-        ),
-        cpu_window=args.cpu_window,
-        host_timeout=args.timeout,
+    return prepare(
+        inventory=args.inventory,
+        limit=args.limit,
+        playbook=args.playbook,
+        connect_timeout=args.connect_timeout,
+        known_hosts=args.known_hosts,
+        accept_new_host_keys=args.accept_new_host_keys,
+        cpu_window=cpu_window,
+        timeout=args.timeout,
     )
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from fleet.audit import audit_fleet
+    from fleet.findings import exit_code
+    from fleet.runner import Progress
+
+    hosts, ctx, playbook_path = _prepare(args, args.cpu_window)
     run = audit_fleet(hosts, ctx, args.forks, Progress(len(hosts)), args.max_open)
     if args.json:
         from fleet.render.json_out import audit_document, render_json
@@ -279,31 +276,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _remediate_context(args: argparse.Namespace, command: str) -> tuple[Any, list[Any], Path]:
-    from fleet.audit import AuditContext
-    from fleet.inventory import default_inventory_path, load_inventory
     from fleet.journal import new_run_id
-    from fleet.playbook import default_playbook_path, load_playbook
     from fleet.remediate import RemediateContext
-    from fleet.ssh import SSHOptions
     from fleet.statedir import state_dir
 
-    hosts = load_inventory(args.inventory or default_inventory_path()).select(args.limit)
-    playbook_path = args.playbook or default_playbook_path()
-    playbook = load_playbook(playbook_path)
-    if not playbook.fixes:
+    hosts, audit, playbook_path = _prepare(args, args.cpu_window)
+    if not audit.playbook.fixes:
         raise UsageError(f"{playbook_path}: the playbook has no `fixes:` to {command}")
-    if args.known_hosts and not args.known_hosts.exists() and not args.accept_new_host_keys:
-        raise UsageError(f"{args.known_hosts}: no such known_hosts file")
-    audit = AuditContext(
-        playbook=playbook,
-        ssh=SSHOptions(
-            connect_timeout=args.connect_timeout,
-            known_hosts=args.known_hosts,
-            accept_new_host_keys=args.accept_new_host_keys,
-        ),
-        cpu_window=getattr(args, "cpu_window", 0),
-        host_timeout=args.timeout,
-    )
     ctx = RemediateContext(
         audit=audit,
         run_id=new_run_id(),

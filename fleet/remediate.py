@@ -404,19 +404,23 @@ def _connect(host: Host, ctx: RemediateContext) -> Connection:
         return connect(host, a.ssh, a.known_hosts(host), a.keys, a.ssh_config, deadline)
 
 
-def _unreachable(host: Host, ctx: RemediateContext, why: str, start: float) -> HostRemediation:
-    res = HostResult(host.name, host.address, host.port, UNREACHABLE, why, time.monotonic() - start)
-    return HostRemediation(res, ctx.run_id, failed=True)
+def _open(host: Host, ctx: RemediateContext, start: float) -> _Session | HostRemediation:
+    """The host's one connection, or its result as unreachable."""
+    try:
+        return _Session(_connect(host, ctx), host, ctx)
+    except SSHError as exc:
+        res = HostResult(
+            host.name, host.address, host.port, UNREACHABLE, str(exc), time.monotonic() - start
+        )
+        return HostRemediation(res, ctx.run_id, failed=True)
 
 
 def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
     """What remediate would do now; reads only (no lock, no write)."""
     start = time.monotonic()
-    try:
-        conn = _connect(host, ctx)
-    except SSHError as exc:
-        return _unreachable(host, ctx, str(exc), start)
-    s = _Session(conn, host, ctx)
+    s = _open(host, ctx, start)
+    if isinstance(s, HostRemediation):
+        return s
     try:
         res = s.probe(0)
         rem = HostRemediation(res, ctx.run_id)
@@ -428,7 +432,7 @@ def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
         res = HostResult(host.name, host.address, host.port, ERROR, str(exc), 0.0)
         rem = HostRemediation(res, ctx.run_id, failed=True)
     finally:
-        conn.close()
+        s.conn.close()
     rem.sessions = s.execs
     rem.result.duration_s = time.monotonic() - start
     return rem
@@ -436,11 +440,9 @@ def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
 
 def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
     start = time.monotonic()
-    try:
-        conn = _connect(host, ctx)
-    except SSHError as exc:
-        return _unreachable(host, ctx, str(exc), start)
-    s = _Session(conn, host, ctx)
+    s = _open(host, ctx, start)
+    if isinstance(s, HostRemediation):
+        return s
     rem = HostRemediation(
         HostResult(host.name, host.address, host.port, ERROR, None, 0.0), ctx.run_id
     )
@@ -457,7 +459,7 @@ def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
         rem.failed = True
     finally:
         _release_quietly(s, owner)
-        conn.close()
+        s.conn.close()
     rem.sessions = s.execs
     rem.result.duration_s = time.monotonic() - start
     _journal(
@@ -551,11 +553,9 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
 def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostRemediation:
     start = time.monotonic()
     pending = run.pending(host.name)
-    try:
-        conn = _connect(host, ctx)
-    except SSHError as exc:
-        return _unreachable(host, ctx, str(exc), start)
-    s = _Session(conn, host, ctx)
+    s = _open(host, ctx, start)
+    if isinstance(s, HostRemediation):
+        return s
     s.tag = f"{run.run_id}-rollback"
     rem = HostRemediation(
         HostResult(host.name, host.address, host.port, COMPLIANT, None, 0.0), run.run_id
@@ -589,7 +589,7 @@ def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostR
         rem.result.error = f"connection lost or timed out: {exc}"
     finally:
         _release_quietly(s, owner)
-        conn.close()
+        s.conn.close()
     rem.sessions = s.execs
     rem.result.duration_s = time.monotonic() - start
     return rem

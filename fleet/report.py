@@ -71,26 +71,17 @@ AuditFn = Callable[[], tuple[AuditRun, str]]
 
 def _prepare_audit(req: ReportRequest, progress: Callable[[int], Progress] | None) -> AuditFn:
     """Load inventory and playbook now (their errors are exit 2); audit when called."""
-    from fleet.audit import AuditContext, audit_fleet
-    from fleet.inventory import default_inventory_path, load_inventory
-    from fleet.playbook import default_playbook_path, load_playbook
-    from fleet.ssh import SSHOptions
+    from fleet.audit import audit_fleet, prepare
 
-    inventory = load_inventory(req.inventory or default_inventory_path())
-    hosts = inventory.select(req.limit)
-    playbook_path = req.playbook or default_playbook_path()
-    playbook = load_playbook(playbook_path)
-    if req.known_hosts and not req.known_hosts.exists() and not req.accept_new_host_keys:
-        raise UsageError(f"{req.known_hosts}: no such known_hosts file")
-    ctx = AuditContext(
-        playbook=playbook,
-        ssh=SSHOptions(
-            connect_timeout=req.connect_timeout,
-            known_hosts=req.known_hosts,
-            accept_new_host_keys=req.accept_new_host_keys,
-        ),
+    hosts, ctx, playbook_path = prepare(
+        inventory=req.inventory,
+        limit=req.limit,
+        playbook=req.playbook,
+        connect_timeout=req.connect_timeout,
+        known_hosts=req.known_hosts,
+        accept_new_host_keys=req.accept_new_host_keys,
         cpu_window=req.cpu_window,
-        host_timeout=req.timeout,
+        timeout=req.timeout,
     )
 
     def run() -> tuple[AuditRun, str]:
