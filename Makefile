@@ -79,8 +79,8 @@ lint: $(STAMP)
 
 # `make bench` (never part of `make test`): fleet audit against a bare paramiko pool (the
 # floor), ansible-core -m raw / -m shell and pyinfra on a loopback lab; bench/results.json.
-# About 8 minutes on 2 cores. BENCH_HOSTS=1000 runs every tool at N=1000 (much longer);
-# BENCH_SCALE, BENCH_ROUNDS, BENCH_FORKS, BENCH_TOOLS: see bench/run.py --help.
+# About 9 minutes on 2 cores. BENCH_HOSTS=1000 runs every tool at N=1000 (much longer);
+# BENCH_SCALE, BENCH_ROUNDS, BENCH_PAIR_ROUNDS, BENCH_FORKS, BENCH_TOOLS: bench/run.py --help.
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml bench/requirements*.txt | cksum | cut -d' ' -f1)
 

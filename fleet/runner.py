@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from queue import Empty, SimpleQueue
 from typing import IO, TypeVar
 
 from fleet.inventory import Host
@@ -48,6 +52,40 @@ class Progress:
             self.stream.flush()
 
 
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_saved: list[int] = []
+
+
+@contextmanager
+def _gc_for_fan_out() -> Iterator[None]:
+    """Fewer, cheaper garbage collections while hosts run.
+
+    Every SSH connection leaves cyclic garbage (paramiko's transport, channel and packetizer
+    point at each other) while the results of finished hosts pile up, so each collection
+    walks more objects: at N = 1000 the collector took 0.6 s of client CPU against 0.26 s
+    for a bare paramiko pool. Freezing what exists before the fan-out (imports, inventory)
+    and collecting less often (youngest generation every 20,000 allocations instead of 700,
+    the older ones 5-10x less often) brings it to ~0.14 s. Restored afterwards.
+    """
+    global _gc_depth
+    with _gc_lock:  # only the outermost of nested or concurrent fan-outs sets and restores
+        _gc_depth += 1
+        if _gc_depth == 1:
+            _gc_saved[:] = gc.get_threshold()
+            gc.freeze()
+            low = (20_000, 50, 100)
+            gc.set_threshold(*(max(t, m) for t, m in zip(_gc_saved, low, strict=True)))
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
+
+
 def run_hosts(
     hosts: Sequence[Host],
     fn: Callable[[Host], R],
@@ -65,21 +103,37 @@ def run_hosts(
     pool = ThreadPoolExecutor(
         max_workers=max(1, min(workers, len(hosts) or 1)), thread_name_prefix="fleet"
     )
-    pending: dict[Future[R], int] = {pool.submit(fn, h): i for i, h in enumerate(hosts)}
-    try:
-        while pending:
-            done, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            for fut in done:
-                i = pending.pop(fut)
-                results[i] = fut.result()
-                failed += is_failure(results[i])
-            if progress:
-                progress.update(len(results), failed)
-    except BaseException:
-        # Ctrl-C: start no new host and do not wait for running ones (the caller decides).
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    # Finished futures arrive on a queue: O(1) per host. (`wait(pending, FIRST_COMPLETED)`
+    # locks and registers a waiter on every pending future per call, O(N^2) for the fleet:
+    # 0.35 ms of client CPU per host at N = 1000.)
+    finished: SimpleQueue[Future[R]] = SimpleQueue()
+    pending: dict[Future[R], int] = {}
+    with _gc_for_fan_out():
+        try:
+            for i, h in enumerate(hosts):
+                fut = pool.submit(fn, h)
+                pending[fut] = i
+                fut.add_done_callback(finished.put)
+            while pending:
+                try:
+                    fut = finished.get(timeout=0.1)
+                except Empty:
+                    continue
+                while True:
+                    i = pending.pop(fut)
+                    results[i] = fut.result()
+                    failed += is_failure(results[i])
+                    try:
+                        fut = finished.get_nowait()
+                    except Empty:
+                        break
+                if progress:
+                    progress.update(len(results), failed)
+        except BaseException:
+            # Ctrl-C: start no new host and do not wait for running ones (the caller decides).
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     if progress:
         progress.finish()
     return [results[i] for i in range(len(hosts))]

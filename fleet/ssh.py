@@ -234,6 +234,19 @@ def _socket(endpoint: Endpoint, timeout: float) -> socket.socket | paramiko.Prox
     return sock
 
 
+# AEAD ciphers first: with AES-GCM paramiko has no separate MAC to compute and check per
+# packet (its check is a pure-Python byte loop); OpenSSH has offered both since 6.2.
+_PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def _prefer_aead_ciphers(t: paramiko.Transport) -> None:
+    opts = t.get_security_options()
+    current = list(opts.ciphers)
+    first = [c for c in _PREFERRED_CIPHERS if c in current]
+    if first:
+        opts.ciphers = first + [c for c in current if c not in first]
+
+
 def _prefer_known_key_types(t: paramiko.Transport, known: list[str]) -> None:
     """Ask the server for a key type we know, as OpenSSH does, so a host with several keys is
     not reported unknown just because it offered another type first."""
@@ -266,6 +279,7 @@ def _connect_once(
         t.auth_timeout = timeout
         name = host_key_name(endpoint.address, endpoint.port)
         _prefer_known_key_types(t, known.known_key_types(name))
+        _prefer_aead_ciphers(t)
         t.start_client(timeout=timeout)
         if not t.is_active() or t.host_key is None:
             # start_client returns silently when its own timeout fires first.

@@ -77,3 +77,25 @@ def test_progress_is_silent_when_not_a_tty() -> None:
     pipe = io.StringIO()
     run_hosts(hosts(3), lambda h: h.name, progress=Progress(3, pipe))
     assert pipe.getvalue() == ""
+
+
+def test_garbage_collector_settings_come_back_after_the_fan_out() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    seen = run_hosts(hosts(3), lambda _h: gc.get_threshold()[0], workers=2)
+    assert all(t >= 10_000 for t in seen)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_nested_fan_outs_restore_the_collector_once_the_outer_one_ends() -> None:
+    import gc
+
+    before = gc.get_threshold()
+
+    def inner(_h: Host) -> int:
+        run_hosts(hosts(2), lambda _x: None, workers=2)
+        return gc.get_threshold()[0]  # the outer fan-out is still running
+
+    assert all(t >= 10_000 for t in run_hosts(hosts(2), inner, workers=2))
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

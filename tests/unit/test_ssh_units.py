@@ -125,3 +125,21 @@ def test_proxy_jump_becomes_an_ssh_w_proxy_command(tmp_path: Path) -> None:
     assert e.proxy_command == (
         "ssh -o BatchMode=yes -J bastion1 -W '[fd00::7]:22' admin@bastion2:2222"
     )
+
+
+def test_aead_ciphers_are_offered_first_and_nothing_is_dropped() -> None:
+    import socket
+
+    from fleet.ssh import _prefer_aead_ciphers
+
+    a, b = socket.socketpair()
+    try:
+        t = paramiko.Transport(a)
+        before = list(t.get_security_options().ciphers)
+        _prefer_aead_ciphers(t)
+        after = list(t.get_security_options().ciphers)
+    finally:
+        a.close()
+        b.close()
+    assert after[:2] == ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+    assert sorted(after) == sorted(before)
