@@ -315,20 +315,24 @@ def reconcile(root: Path) -> bool:
     return True
 
 
-def reconcile_all(hosts_dir: Path) -> int:
-    count = 0
-    for entry in sorted(hosts_dir.iterdir()) if hosts_dir.is_dir() else []:
-        if reconcile(entry.resolve()):
-            count += 1
-    return count
+def reconcile_all(hosts_dir: Path, command: str | None = None) -> int:
+    """Reconcile the hosts a client command named (its fleet_root is on the command line:
+    one tree, not the whole lab, per command); every host when none is named."""
+    entries = sorted(hosts_dir.iterdir()) if hosts_dir.is_dir() else []
+    roots = [(e, e.resolve()) for e in entries]
+    if command:
+        named = [r for e, r in roots if str(e) in command or str(r) in command]
+        roots = [(r, r) for r in named] or roots
+    return sum(reconcile(r) for _e, r in roots)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleet.lab.kernelmodel")
     parser.add_argument("hosts_dir", type=Path, help="the lab's hosts/ directory")
+    parser.add_argument("--command", help="the client command that just ran")
     args = parser.parse_args(argv)
     try:
-        reconcile_all(args.hosts_dir)
+        reconcile_all(args.hosts_dir, args.command)
     except (OSError, ValueError, KeyError) as exc:
         print(f"fleet lab kernel model: {exc}", file=sys.stderr)
         return 1

@@ -270,14 +270,17 @@ def _sshd_version() -> tuple[int, int]:
 def _write_exec_wrapper(state: Path, hosts_dir: Path) -> None:
     """exec.sh: sshd's ForceCommand. The client's command runs as it asked; then the kernel
     model reads what it wrote, the way a kernel reacts to a write before the next read."""
+    model = Path(__file__).parent / "kernelmodel.py"
     text = (
         "#!/bin/sh\n"
         "# fleet lab: run the client's command, then let the lab kernel model react to it.\n"
         'if [ -n "${SSH_ORIGINAL_COMMAND+x}" ]; then sh -c "$SSH_ORIGINAL_COMMAND"; '
         'else "${SHELL:-/bin/sh}"; fi\n'
         "rc=$?\n"
-        f"PYTHONPATH={shlex.quote(str(Path(__file__).resolve().parents[2]))} "
-        f"{shlex.quote(sys.executable)} -m fleet.lab.kernelmodel {shlex.quote(str(hosts_dir))} "
+        # The model file alone (stdlib only, -I -S): ~50 ms a command, not ~130 ms.
+        f"{shlex.quote(sys.executable)} -I -S {shlex.quote(str(model))} "
+        f"{shlex.quote(str(hosts_dir))} "
+        '--command="$SSH_ORIGINAL_COMMAND" '
         f">>{shlex.quote(str(state / 'kernelmodel.log'))} 2>&1\n"
         "exit $rc\n"
     )
