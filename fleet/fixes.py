@@ -172,7 +172,6 @@ class PlanInput:
     netdata_conf_error: str | None = None
     check_status: dict[str, str] = field(default_factory=dict)  # check id -> status
     set_event_allow: tuple[str, ...] = ()
-    backup_tag: str = "fleet"
 
 
 def plan_netdata(facts: HostFacts, inp: PlanInput) -> Step | None:

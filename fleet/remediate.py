@@ -24,7 +24,7 @@ from fleet.audit import AuditContext, probe_host, utc_now
 from fleet.cpu import CpuFigures
 from fleet.facts import HostFacts
 from fleet.findings import COMPLIANT, ERROR, NON_COMPLIANT, UNREACHABLE, Finding, HostResult
-from fleet.fixes import Op, PlanInput, Step, plan_step
+from fleet.fixes import Op, PlanInput, Step, plan_step, render_diff
 from fleet.inventory import Host
 from fleet.journal import Journal, JournaledRun, JournaledStep, operator, ops_json
 from fleet.probe import new_nonce
@@ -242,7 +242,6 @@ def _plan_input(s: _Session, step_id: str, res: HostResult, facts: HostFacts) ->
         netdata_conf_error=error,
         check_status={f.id: f.status for f in res.checks},
         set_event_allow=allow,
-        backup_tag=s.ctx.run_id,
     )
 
 
@@ -251,8 +250,6 @@ def _fix_ids(ctx: RemediateContext) -> list[str]:
 
 
 def _planned(step: Step, status: str, error: str | None = None) -> StepResult:
-    from fleet.fixes import render_diff
-
     return StepResult(
         step.id,
         status,
@@ -454,7 +451,8 @@ def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
         rem.result.error = str(exc)
         rem.failed = True
     except (CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
-        rem.result.error = f"connection lost or timed out: {exc}"
+        undo = "; the journal keeps what was applied: fleet rollback undoes it" if rem.steps else ""
+        rem.result.error = f"connection lost or timed out: {exc}{undo}"
         rem.result.status = ERROR
         rem.failed = True
     finally:
@@ -476,6 +474,32 @@ def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
     return rem
 
 
+def _failed_step(
+    exc: StepFailed,
+    step_id: str,
+    step: Step | None,
+    seq: int,
+    done: list[JournaledStep],
+    results: dict[int, StepResult],
+) -> StepResult:
+    """The failed step's result; a step that may have written anything joins `done`, so the
+    undo covers it too (an op that never happened finds its file at the previous value)."""
+    if isinstance(exc, _StepError):
+        if exc.wrote and step is not None:
+            done.append(_journaled(step, seq))
+        return exc.result
+    if step is None or not seq:
+        return StepResult(step_id, FAILED, error=str(exc))  # reading the state failed
+    if done and done[-1].seq == seq:
+        # Written, but what must follow did not happen (ebpf.plugin still running): undone,
+        # and reported failed rather than rolled back.
+        failed = results.pop(seq)
+        failed.status, failed.error = FAILED, str(exc)
+        return failed
+    done.append(_journaled(step, seq))  # the remote apply was cut short: it may have written
+    return _planned(step, FAILED, str(exc))
+
+
 def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) -> None:
     ctx = s.ctx
     window = ctx.audit.cpu_window
@@ -488,30 +512,31 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
     results: dict[int, StepResult] = {}
     current = before
     for step_id in _fix_ids(ctx):
-        if done:
-            current = s.probe(0)  # what the previous step left is what this one plans from
-        facts = current.facts
-        step = plan_step(step_id, facts, _plan_input(s, step_id, current, facts))
-        if step is None:
-            continue
-        if step.blocked:
-            rem.steps.append(_planned(step, SKIPPED))
-            continue
-        seq = ctx.next_seq()
+        step: Step | None = None
+        seq = 0
         try:
+            if done:
+                current = s.probe(0)  # what the previous step left is what this one plans from
+            step = plan_step(
+                step_id, current.facts, _plan_input(s, step_id, current, current.facts)
+            )
+            if step is None:
+                continue
+            if step.blocked:
+                rem.steps.append(_planned(step, SKIPPED))
+                continue
+            seq = ctx.next_seq()
             result = _run_step(s, step, seq)
             done.append(_journaled(step, seq))
             results[seq] = result
             rem.steps.append(result)
             if step.restarts_netdata:
-                current = _wait_netdata_gone(s, float(_fix_params(ctx, step_id).get("wait_s", 180)))
+                wait_s = float(_fix_params(ctx, step_id).get("wait_s", 180))
+                current = _wait_netdata_gone(s, wait_s)
         except StepFailed as exc:
-            failed = exc.result if isinstance(exc, _StepError) else _planned(step, FAILED, str(exc))
-            if not isinstance(exc, _StepError) or exc.wrote:
-                # It may have written part of its ops: undo those too (an op that never
-                # happened finds its file at the previous value and is left alone).
-                done.append(_journaled(step, seq))
-            rem.steps.append(failed)
+            failed = _failed_step(exc, step_id, step, seq, done, results)
+            if failed not in rem.steps:
+                rem.steps.append(failed)
             restored = _undo_all(s, done, results)
             rem.failed = True
             rem.result.error = f"step {step_id} failed: {failed.error}; earlier steps " + (

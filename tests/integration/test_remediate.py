@@ -449,3 +449,25 @@ def test_apply_on_a_terminal_shows_the_plan_and_asks_first(fleet_lab: lab.LabInf
             assert proc.returncode == 1 and "nothing was changed" in err
         else:
             assert proc.returncode == 0 and "fixed" in out
+
+
+def test_a_restart_that_leaves_ebpf_plugin_running_fails_and_is_undone(
+    fleet_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    tree = root(fleet_lab, "incident")
+    before = snapshot(tree)
+    playbook = tmp_path / "pb.yml"
+    shipped = (Path(__file__).parents[2] / "playbooks/kernel-tracing.yml").read_text()
+    playbook.write_text(shipped.replace("wait_s: 180", "wait_s: 2"))
+    incident = next(h for h in fleet_lab.hosts if h.startswith("incident"))
+    # A restart command that succeeds without restarting anything.
+    inventory = _with_host_vars(
+        fleet_lab, tmp_path / "inv.yml", incident, fleet_netdata_restart="true"
+    )
+    rc, doc = apply(fleet_lab, "incident*", "--playbook", str(playbook), inventory=inventory)
+    host = doc["hosts"][0]
+    assert rc == 1
+    assert steps(host) == [("netdata.ebpf_off", "failed")]
+    assert host["steps"][0]["error"] == "ebpf.plugin still running 2 s after the restart"
+    assert "earlier steps rolled back" in host["error"]
+    assert snapshot(tree) == before
