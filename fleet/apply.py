@@ -11,13 +11,6 @@ from importlib import resources
 from fleet.fixes import Op
 from fleet.probe import ERRNO_BY_MESSAGE
 
-# apply.sh exit codes.
-RC_READ_FAILED = 3
-RC_CHANGED = 4
-RC_WRITE_FAILED = 5
-RC_RUN_FAILED = 6
-RC_LOCK_HELD = 7
-
 
 @cache
 def apply_script() -> str:

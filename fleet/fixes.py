@@ -23,7 +23,6 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
 
 from fleet.facts import (
     HostFacts,
@@ -44,13 +43,6 @@ FIX_TITLES = {
     "tracing.probe_events_off": "enabled probe events disabled (definitions kept)",
     "tracing.set_event_clear": "tracepoint events cleared from set_event",
     "kprobes.disarm": "kprobes globally disarmed (kprobes/enabled = 0)",
-}
-# The check each step is there to make pass.
-FIX_CHECKS = {
-    "netdata.ebpf_off": "netdata.ebpf",
-    "tracing.probe_events_off": "tracing.probe_events",
-    "tracing.set_event_clear": "tracing.set_event",
-    "kprobes.disarm": "kprobes.registered",
 }
 
 
@@ -85,17 +77,6 @@ class Step:
     # Why the step cannot be applied on this host (it is reported skipped, nothing written).
     blocked: str | None = None
     restarts_netdata: bool = False
-
-    @property
-    def title(self) -> str:
-        return FIX_TITLES[self.id]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "before": {c.path: c.before for c in self.changes},
-            "after": {c.path: c.after for c in self.changes},
-        }
 
 
 def _lines_text(lines: list[str]) -> str:

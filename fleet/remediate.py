@@ -76,7 +76,6 @@ class HostRemediation:
     verdict: Verdict | None = None
     checks_after: list[Finding] = field(default_factory=list)
     failed: bool = False
-    sessions: int = 0
 
     @property
     def name(self) -> str:
@@ -121,27 +120,24 @@ class RemediateContext:
 
 
 class _Session:
-    """One host's connection: every exec counted, every exec bounded by a deadline."""
+    """One host's connection: every exec bounded by a deadline."""
 
     def __init__(self, conn: Connection, host: Host, ctx: RemediateContext) -> None:
         self.conn = conn
         self.host = host
         self.ctx = ctx
-        self.execs = 0
         self.tag = ctx.run_id  # names config backups: <file>.fleet-<tag>.bak
 
     def deadline(self, extra: float = 0.0) -> float:
         return time.monotonic() + self.ctx.audit.ssh.command_timeout + extra
 
     def probe(self, window: int) -> HostResult:
-        self.execs += 1
         res = probe_host(self.conn, self.host, self.ctx.audit, self.deadline(window), window)
         if res.facts is None:
             raise StepFailed(f"probe failed: {res.error}")
         return res
 
     def apply(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
-        self.execs += 1
         nonce = new_nonce()
         cmd = apply_command(nonce, self.host.fleet_root, self.tag, ops, self.host.become)
         res = self.conn.run(cmd, b"", self.deadline(extra))
@@ -152,7 +148,6 @@ class _Session:
         return out
 
     def read_exact(self, path: str) -> tuple[str | None, str | None]:
-        self.execs += 1
         res = self.conn.run(read_command(self.host.fleet_root, path, self.host.become))
         if res.rc != 0:
             return None, res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "rc 1"
@@ -430,7 +425,6 @@ def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
         rem = HostRemediation(res, ctx.run_id, failed=True)
     finally:
         s.conn.close()
-    rem.sessions = s.execs
     rem.result.duration_s = time.monotonic() - start
     return rem
 
@@ -458,7 +452,6 @@ def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
     finally:
         _release_quietly(s, owner)
         s.conn.close()
-    rem.sessions = s.execs
     rem.result.duration_s = time.monotonic() - start
     _journal(
         ctx,
@@ -615,7 +608,6 @@ def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostR
     finally:
         _release_quietly(s, owner)
         s.conn.close()
-    rem.sessions = s.execs
     rem.result.duration_s = time.monotonic() - start
     return rem
 

@@ -46,15 +46,6 @@ class Verdict:
     after_mean: float | None = None
     margin: float | None = None
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "system_pct_before": self.before_mean,
-            "system_pct_after": self.after_mean,
-            "margin_pct": self.margin,
-        }
-
 
 def _usable(series: list[CpuFigures]) -> tuple[list[float], str | None]:
     if len(series) < 2:

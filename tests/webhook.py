@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 
 class Hook:
@@ -48,3 +51,13 @@ class Hook:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(10)
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    """A webhook receiver on 127.0.0.1, stopped after the test."""
+    h = Hook()
+    try:
+        yield h
+    finally:
+        h.stop()

@@ -42,11 +42,16 @@ def fleet_env() -> dict[str, str]:
     return env
 
 
+def fleet_argv(*args: str | Path) -> list[str]:
+    """The command line of the real CLI (for tests that start it themselves)."""
+    return [sys.executable, "-m", "fleet.cli", *map(str, args)]
+
+
 def run_fleet(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real CLI in a child process, as a person or cron would run it."""
     env = fleet_env()
     return subprocess.run(
-        [sys.executable, "-m", "fleet.cli", *map(str, args)],
+        fleet_argv(*args),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -282,15 +281,6 @@ def test_prometheus_file_is_replaced_atomically_for_the_textfile_collector(
         if s.labels["status"] == "fail" and s.value == 1
     }
     assert (lab6.hosts[0], "kprobes.registered") in failing
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    try:
-        yield h
-    finally:
-        h.stop()
 
 
 def test_webhook_is_posted_when_drift_changed_and_not_when_nothing_moved(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -10,15 +9,6 @@ import pytest
 from fleet.notify import NotifyError, payload, post_json, redacted
 from tests.reportkit import host, report_data
 from tests.webhook import Hook
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    try:
-        yield h
-    finally:
-        h.stop()
 
 
 def test_the_summary_is_posted_as_json(hook: Hook) -> None:
