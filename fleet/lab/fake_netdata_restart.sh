@@ -18,23 +18,7 @@ if [ ! -x "$root/usr/sbin/netdata" ]; then
     exit 5
 fi
 
-# netdata's appconfig_get_boolean: yes/true/on/auto/"on demand" (any case) mean on, any other
-# value off; whole-line # or ; comments; a missing key keeps the compiled-in default (on).
-ebpf=$(awk '
-    function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t\r]+$/, "", s); return s }
-    BEGIN { on = 1 }
-    {
-        line = trim($0)
-        if (line == "" || line ~ /^[#;]/) next
-        if (line ~ /^\[.*\]$/) { section = tolower(trim(substr(line, 2, length(line) - 2))); next }
-        eq = index(line, "=")
-        if (section != "plugins" || eq == 0) next
-        if (tolower(trim(substr(line, 1, eq - 1))) != "ebpf") next
-        value = tolower(trim(substr(line, eq + 1)))
-        on = (value == "yes" || value == "true" || value == "on" || value == "auto" || value == "on demand")
-    }
-    END { print (on ? "on" : "off") }
-' "$conf" 2>/dev/null) || ebpf=on
+ebpf=$(awk -f "$lab/netdata_ebpf.awk" "$conf" 2>/dev/null) || ebpf=on
 
 # put FILE: replace FILE with stdin in one rename.
 put() {

@@ -478,6 +478,7 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
     lab = "var/lib/fleet-lab"
     tree.write("usr/sbin/bpftool", _script("fake_bpftool.sh"), 0o755)
     tree.write("usr/sbin/netdata-restart", _script("fake_netdata_restart.sh"), 0o755)
+    tree.write(f"{lab}/netdata_ebpf.awk", _script("netdata_ebpf.awk"))
     progs_with = _bpf_progs(seed, boot, with_netdata=True)
     progs_without = _bpf_progs(seed, boot, with_netdata=False)
     _write_progs(tree, f"{lab}/bpf_progs", progs_with if plan.ebpf_on else progs_without)
