@@ -8,6 +8,7 @@ from typing import Any
 
 from fleet.facts import (
     HostFacts,
+    event_fires,
     ini_commented_key,
     lockdown_mode,
     netdata_bool,
@@ -115,20 +116,23 @@ def check_probe_events(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
     unknown = []
     for ev in facts.probe_events:
         states = facts.event_enable.get(ev.name, {})
-        on = sorted(_instance_label(i) for i, v in states.items() if v)
+        on = sorted(_instance_label(i) for i, v in states.items() if event_fires(v))
         if on:
             enabled_names.append(ev.name)
         elif not states or any(v is None for v in states.values()):
             unknown.append(ev.name)
-        events.append(
-            {
-                "name": ev.name,
-                "kind": ev.kind,
-                "target": ev.target,
-                "defined_in": ev.source,
-                "enabled_in": on,
-            }
-        )
+        event: dict[str, Any] = {
+            "name": ev.name,
+            "kind": ev.kind,
+            "target": ev.target,
+            "defined_in": ev.source,
+            "enabled_in": on,
+        }
+        # Triggers (hist, stacktrace, ...) keep a probe armed even with enable = 0 ("0*").
+        triggered = sorted(_instance_label(i) for i, v in states.items() if v and "*" in v)
+        if triggered:
+            event["triggers_in"] = triggered
+        events.append(event)
     evidence: dict[str, Any] = {"events": events}
     if errors:
         evidence["errors"] = errors

@@ -96,6 +96,22 @@ def parse_kprobes_list(text: str) -> list[KprobeEntry]:
     return entries
 
 
+# events/<group>/<event>/enable: "1" enabled, "0" disabled; a trailing "*" means triggers
+# are attached (soft mode): "0*" still arms the probe for them (kernel/trace/trace_events.c).
+EVENT_STATES = ("0", "1", "0*", "1*")
+
+
+def parse_event_enable(text: str) -> str | None:
+    """An event's `enable` file as one of EVENT_STATES; None when it reads anything else."""
+    value = text.strip()
+    return value if value in EVENT_STATES else None
+
+
+def event_fires(state: str | None) -> bool:
+    """The probe behind the event is armed: enabled, or kept on by a trigger."""
+    return state in ("1", "1*", "0*")
+
+
 def parse_bool_file(text: str) -> bool | None:
     """Kernel boolean files read `1\\n`/`0\\n` (kprobes/enabled, tracing_on)."""
     value = text.strip()
@@ -284,7 +300,7 @@ class HostFacts:
     set_event: dict[str, FileRead]  # instance ("" = top) -> read
     probe_defs: dict[str, FileRead]  # kprobe_events / uprobe_events / dynamic_events
     probe_events: list[ProbeEvent]
-    event_enable: dict[str, dict[str, bool | None]]  # "grp/event" -> instance -> enabled
+    event_enable: dict[str, dict[str, str | None]]  # "grp/event" -> instance -> EVENT_STATES
     kprobes_enabled: FileRead | None
     kprobes_list: FileRead | None
     enabled_functions: FileRead | None
@@ -359,7 +375,7 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         if read.ok:
             for ev in parse_probe_events(read.text or "", name):
                 seen.setdefault(ev.name, ev)
-    event_enable: dict[str, dict[str, bool | None]] = {}
+    event_enable: dict[str, dict[str, str | None]] = {}
     if tracefs:
         for path, read in out.enables.items():
             rel = path[len(tracefs) + 1 :]
@@ -368,7 +384,7 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
                 instance, rel = rel[len("instances/") :].split("/", 1)
             ev = rel.removeprefix("events/").removesuffix("/enable")
             event_enable.setdefault(ev, {})[instance] = (
-                parse_bool_file(read.text or "") if read.ok else None
+                parse_event_enable(read.text or "") if read.ok else None
             )
 
     def opt(path: str) -> str | None:

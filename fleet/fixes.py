@@ -198,13 +198,16 @@ def plan_probe_events(facts: HostFacts, inp: PlanInput) -> Step | None:
         return None
     step = Step("tracing.probe_events_off")
     for event, per_instance in sorted(facts.event_enable.items()):
-        for instance, on in sorted(per_instance.items()):
-            if on is not True:
+        for instance, state in sorted(per_instance.items()):
+            # "1*": triggers attached; writing 0 stops the tracing but leaves "0*", the probe
+            # still armed for the triggers, which are left to people (the re-audit says so).
+            if state not in ("1", "1*"):
                 continue
             path = f"{_instance_dir(facts.tracefs, instance)}/events/{event}/enable"
-            step.ops.append(Op("set", path, "1\n", "0\n"))
-            step.undo.insert(0, Op("set", path, "0\n", "1\n"))
-            step.changes.append(Change(path, "1\n", "0\n"))
+            before, after = f"{state}\n", "0*\n" if state == "1*" else "0\n"
+            step.ops.append(Op("set", path, before, "0\n"))
+            step.undo.insert(0, Op("set", path, after, "1\n"))
+            step.changes.append(Change(path, before, after))
     return step if step.ops else None
 
 

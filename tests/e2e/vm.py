@@ -79,8 +79,19 @@ _NOT_LIBS = re.compile(r"-(bin|dev|modules|runtime|common|data|doc)$")
 
 def _depends(pkgs: list[str]) -> dict[str, list[str]]:
     """Each package's Depends/Pre-Depends (first of alternatives too), in one apt-cache call."""
-    out = _run(["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
-                "--no-breaks", "--no-replaces", "--no-enhances", *pkgs])
+    out = _run(
+        [
+            "apt-cache",
+            "depends",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+            *pkgs,
+        ]
+    )
     deps: dict[str, list[str]] = {}
     current: list[str] = []
     for line in out.splitlines():
@@ -94,8 +105,9 @@ def _depends(pkgs: list[str]) -> dict[str, list[str]]:
 def kernel_package() -> str:
     deps = [d for d in _depends([KERNEL_META]).get(KERNEL_META, []) if d.startswith("linux-image-")]
     if not deps:
-        raise VmError(f"apt-cache: {KERNEL_META} depends on no linux-image-* package "
-                      "(run apt-get update)")
+        raise VmError(
+            f"apt-cache: {KERNEL_META} depends on no linux-image-* package (run apt-get update)"
+        )
     return deps[0]
 
 
@@ -106,8 +118,12 @@ def library_closure(roots: Iterable[str]) -> list[str]:
     while level:
         seen |= level
         found = _depends(sorted(level))
-        level = {d for ds in found.values() for d in ds
-                 if re.match(r"^(lib|zlib)", d) and not _NOT_LIBS.search(d)} - seen
+        level = {
+            d
+            for ds in found.values()
+            for d in ds
+            if re.match(r"^(lib|zlib)", d) and not _NOT_LIBS.search(d)
+        } - seen
     return sorted(seen)
 
 
@@ -142,6 +158,7 @@ def unpack(deb: Path, into: Path) -> Path:
 
 # ---- ELF: what a binary links ---------------------------------------------------------------
 
+
 def needed(path: Path) -> list[str]:
     """DT_NEEDED sonames of an ELF64 little-endian file (section headers; no binutils)."""
     data = path.read_bytes()
@@ -159,7 +176,7 @@ def needed(path: Path) -> list[str]:
                 break
             if tag == 1:  # DT_NEEDED
                 end = data.index(b"\0", stroff + val)
-                out.append(data[stroff + val:end].decode())
+                out.append(data[stroff + val : end].decode())
     return out
 
 
@@ -188,6 +205,7 @@ def resolve_libraries(binaries: list[Path], trees: list[Path]) -> dict[str, Path
 
 # ---- initramfs ------------------------------------------------------------------------------
 
+
 class Cpio:
     """newc archive writer: what the kernel unpacks into rootfs."""
 
@@ -196,8 +214,14 @@ class Cpio:
         self.ino = 1
         self.names: set[str] = set()
 
-    def _entry(self, name: str, mode: int, data: bytes = b"", nlink: int = 1,
-               rdev: tuple[int, int] = (0, 0)) -> None:
+    def _entry(
+        self,
+        name: str,
+        mode: int,
+        data: bytes = b"",
+        nlink: int = 1,
+        rdev: tuple[int, int] = (0, 0),
+    ) -> None:
         name = name.strip("/")
         if name in self.names:
             return
@@ -244,12 +268,24 @@ def _keys(keys: Path) -> None:
     keys.mkdir(parents=True, exist_ok=True)
     for name in ("ssh_host_ed25519_key", "client_ed25519"):
         if not (keys / name).exists():
-            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"fleet-e2e-{name}",
-                  "-f", str(keys / name)])
+            _run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    f"fleet-e2e-{name}",
+                    "-f",
+                    str(keys / name),
+                ]
+            )
 
 
 def _sections(data: bytes) -> list[tuple[int, ...]]:
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
     return [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
 
@@ -258,12 +294,12 @@ def _module_deps(ko: Path) -> list[str]:
     """The `depends=` of a module's .modinfo section (what modinfo -F depends prints)."""
     data = ko.read_bytes()
     sections = _sections(data)
-    shstrndx, = struct.unpack_from("<H", data, 0x3E)
+    (shstrndx,) = struct.unpack_from("<H", data, 0x3E)
     names_off = sections[shstrndx][4]
     for sh in sections:
-        name = data[names_off + sh[0]:data.index(b"\0", names_off + sh[0])]
+        name = data[names_off + sh[0] : data.index(b"\0", names_off + sh[0])]
         if name == b".modinfo":
-            for field in data[sh[4]:sh[4] + sh[5]].split(b"\0"):
+            for field in data[sh[4] : sh[4] + sh[5]].split(b"\0"):
                 if field.startswith(b"depends="):
                     return [d for d in field[8:].decode().split(",") if d]
     return []
@@ -285,7 +321,7 @@ def _modules(kernel_tree: Path) -> list[Path]:
             visit(dep)
         order.append(ko)
 
-    for m in NIC_MODULES + ["virtio_pci"]:
+    for m in [*NIC_MODULES, "virtio_pci"]:
         visit(m)
     return order
 
@@ -311,8 +347,13 @@ def build(quiet: bool = False) -> Image:
     digest = hashlib.sha256()
     for p in sorted(debfiles.values()):
         digest.update(p.name.encode())
-    for p in sorted(GUEST.rglob("*")) + [NETDATA_AWK, keys / "ssh_host_ed25519_key.pub",
-                                         keys / "client_ed25519.pub", Path(__file__)]:
+    for p in [
+        *sorted(GUEST.rglob("*")),
+        NETDATA_AWK,
+        keys / "ssh_host_ed25519_key.pub",
+        keys / "client_ed25519.pub",
+        Path(__file__),
+    ]:
         if p.is_file():
             digest.update(p.name.encode() + p.read_bytes())
     initrd = root / f"initrd-{digest.hexdigest()[:16]}.cpio"
@@ -320,27 +361,47 @@ def build(quiet: bool = False) -> Image:
         for old in root.glob("initrd-*.cpio"):
             old.unlink()
         data = _initramfs(bins, sonames, modules, unpacked["netdata-core"], keys, release)
-        tmp = initrd.with_suffix(".tmp")
+        tmp = initrd.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         tmp.rename(initrd)
         if not quiet:
-            log(f"initramfs {initrd.name}: {len(data) / 2**20:.1f} MiB, {len(sonames)} "
-                f"libraries, {len(modules)} modules")
+            log(
+                f"initramfs {initrd.name}: {len(data) / 2**20:.1f} MiB, {len(sonames)} "
+                f"libraries, {len(modules)} modules"
+            )
     if not quiet:
         log(f"image ready in {time.monotonic() - t0:.1f} s (kernel {release}, cache {root})")
     host_pub = " ".join((keys / "ssh_host_ed25519_key.pub").read_text().split()[:2])
     return Image(vmlinuz, initrd, keys / "client_ed25519", host_pub, release)
 
 
-def _initramfs(bins: dict[str, Path], sonames: dict[str, Path], modules: list[Path],
-               netdata: Path, keys: Path, release: str) -> bytes:
+def _initramfs(
+    bins: dict[str, Path],
+    sonames: dict[str, Path],
+    modules: list[Path],
+    netdata: Path,
+    keys: Path,
+    release: str,
+) -> bytes:
     a = Cpio()
     a.dir("tmp", 0o1777)
     a.dir("dev")
     # The kernel opens /dev/console for PID 1 before anything can mount devtmpfs.
     a.chardev("dev/console", 5, 1)
-    for d in ["proc", "sys", "run", "var/log", "etc/ssh", "usr/bin", "usr/sbin",
-              "sbin", "lib/x86_64-linux-gnu", "lib64", "sys/kernel", "usr/lib/netdata/plugins.d"]:
+    for d in [
+        "proc",
+        "sys",
+        "run",
+        "var/log",
+        "etc/ssh",
+        "usr/bin",
+        "usr/sbin",
+        "sbin",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+        "sys/kernel",
+        "usr/lib/netdata/plugins.d",
+    ]:
         a.dir(d)
     a.dir("root", 0o700)
     a.dir("root/.ssh", 0o700)
@@ -366,16 +427,22 @@ def _initramfs(bins: dict[str, Path], sonames: dict[str, Path], modules: list[Pa
     a.file("root/.ssh/authorized_keys", (keys / "client_ed25519.pub").read_bytes(), 0o600)
     a.file("usr/share/fleet-e2e/netdata_ebpf.awk", NETDATA_AWK.read_bytes())
     a.symlink("init", "/bin/busybox")
+    for alias in ("fleet-e2e-sink", "fleet-e2e-pace"):
+        a.symlink(f"usr/sbin/{alias}", "fleet-e2e")
     for src in sorted(GUEST.iterdir()):
-        dest = {"inittab": "etc/inittab", "sshd_config": "etc/ssh/sshd_config",
-                "passwd": "etc/passwd", "group": "etc/group",
-                "ebpf.plugin": "usr/lib/netdata/plugins.d/ebpf.plugin"}.get(
-                    src.name, f"usr/sbin/{src.name}")
+        dest = {
+            "inittab": "etc/inittab",
+            "sshd_config": "etc/ssh/sshd_config",
+            "passwd": "etc/passwd",
+            "group": "etc/group",
+            "ebpf.plugin": "usr/lib/netdata/plugins.d/ebpf.plugin",
+        }.get(src.name, f"usr/sbin/{src.name}")
         a.file(dest, src.read_bytes(), 0o755 if os.access(src, os.X_OK) else 0o644)
     return a.finish()
 
 
 # ---- boot -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Vm:
@@ -393,18 +460,42 @@ class Vm:
 
     def ssh_argv(self, *remote: str) -> list[str]:
         """The OpenSSH client, for reading the guest independently of fleet."""
-        return ["ssh", "-F", "none", "-p", str(self.port), "-i", str(self.image.client_key),
-                "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-                "-o", "ConnectTimeout=60", "-o", "ServerAliveInterval=15",
-                "root@127.0.0.1", *remote]
+        return [
+            "ssh",
+            "-F",
+            "none",
+            "-p",
+            str(self.port),
+            "-i",
+            str(self.image.client_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=60",
+            "-o",
+            "ServerAliveInterval=15",
+            "root@127.0.0.1",
+            *remote,
+        ]
 
     def inventory(self, path: Path, **host_vars: str) -> Path:
-        lines = ["all:", "  hosts:", "    vm:", "      ansible_host: 127.0.0.1",
-                 f"      ansible_port: {self.port}", "      ansible_user: root",
-                 f"      ansible_ssh_private_key_file: {self.image.client_key}",
-                 f"      fleet_known_hosts: {self.known_hosts}",
-                 "      fleet_netdata_restart: fleet-e2e netdata restart"]
+        lines = [
+            "all:",
+            "  hosts:",
+            "    vm:",
+            "      ansible_host: 127.0.0.1",
+            f"      ansible_port: {self.port}",
+            "      ansible_user: root",
+            f"      ansible_ssh_private_key_file: {self.image.client_key}",
+            f"      fleet_known_hosts: {self.known_hosts}",
+            "      fleet_netdata_restart: fleet-e2e netdata restart",
+        ]
         lines += [f"      {k}: {v}" for k, v in host_vars.items()]
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -427,11 +518,30 @@ def _banner(port: int) -> bool:
 
 
 def _qemu_argv(image: Image, port: int, accel: str, console: Path) -> list[str]:
-    argv = ["qemu-system-x86_64", "-m", "1024", "-smp", "2", "-kernel", str(image.kernel),
-            "-initrd", str(image.initrd), "-append", "console=ttyS0 panic=-1 quiet",
-            "-display", "none", "-monitor", "none", "-serial", f"file:{console}",
-            "-no-reboot", "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
-            "-device", "virtio-net-pci,netdev=n0"]
+    argv = [
+        "qemu-system-x86_64",
+        "-m",
+        "1024",
+        "-smp",
+        "2",
+        "-kernel",
+        str(image.kernel),
+        "-initrd",
+        str(image.initrd),
+        "-append",
+        "console=ttyS0 panic=-1 quiet",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        f"file:{console}",
+        "-no-reboot",
+        "-netdev",
+        f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=n0",
+    ]
     return argv + (["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg"])
 
 
@@ -440,10 +550,14 @@ def _start(image: Image, state: Path, accel: str, timeout: float) -> Vm | None:
     console = state / f"console-{accel}.log"
     console.unlink(missing_ok=True)
     t0 = time.monotonic()
-    proc = subprocess.Popen(_qemu_argv(image, port, accel, console),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(state / f"qemu-{accel}.err", "wb"),
-                            start_new_session=True)
+    with open(state / f"qemu-{accel}.err", "wb") as err:
+        proc = subprocess.Popen(
+            _qemu_argv(image, port, accel, console),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
     (state / "qemu.pid").write_text(f"{proc.pid}\n")
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
@@ -474,8 +588,10 @@ def up(state: Path) -> Vm:
         tail = ""
         for c in state.glob("console-*.log"):
             tail += "".join(c.read_text(errors="replace").splitlines(True)[-15:])
-        raise VmError(f"the guest did not boot to sshd within {BOOT_TIMEOUT_S:g} s "
-                      f"(console in {state}):\n{tail}")
+        raise VmError(
+            f"the guest did not boot to sshd within {BOOT_TIMEOUT_S:g} s "
+            f"(console in {state}):\n{tail}"
+        )
     vm.known_hosts.write_text(f"[127.0.0.1]:{vm.port} {image.host_pubkey}\n")
     (state / "port").write_text(f"{vm.port}\n")
     log(f"guest up in {vm.boot_s:.1f} s ({vm.accel}), ssh on 127.0.0.1:{vm.port}")
@@ -526,8 +642,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "up":
             vm = up(args.state)
             inv = vm.inventory(args.state / "inventory.yml")
-            print(f"boot {vm.boot_s:.1f} s ({vm.accel})\n{' '.join(vm.ssh_argv())}\n"
-                  f"fleet audit -i {inv}\nstop: python -m tests.e2e.vm down")
+            print(
+                f"boot {vm.boot_s:.1f} s ({vm.accel})\n{' '.join(vm.ssh_argv())}\n"
+                f"fleet audit -i {inv}\nstop: python -m tests.e2e.vm down"
+            )
         else:
             down(args.state)
     except VmError as e:
