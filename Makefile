@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit lint deps sshd busybox chromium install clean bench
+.PHONY: demo test unit lint deps sshd busybox chromium qemu install clean bench e2e-vm
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -95,6 +95,23 @@ $(BENCH_STAMP): pyproject.toml bench/requirements.txt bench/requirements-pyinfra
 bench: $(BENCH_STAMP) sshd
 	$(BENCH_VENV)/bin/python bench/run.py
 
+# `make e2e-vm` (CI runs it after `make test`): the real-kernel tier. Builds a Debian 12 guest
+# from apt-get download (cached in $(E2E_DIR)), boots it under QEMU (KVM one short try, then
+# TCG) with sshd on 127.0.0.1 only, and drives the real fleet CLI against it. docs/e2e.md.
+E2E_DIR ?= .e2e-vm
+qemu:
+	@if ! command -v qemu-system-x86_64 >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86; \
+	  else echo "qemu missing: run as root: apt-get install -y qemu-system-x86" >&2; exit 1; fi; fi
+	@# apt-get download needs package lists; a fresh image may have none.
+	@if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq; \
+	  else echo "no apt package lists: run as root: apt-get update" >&2; exit 1; fi; fi
+
+e2e-vm: $(STAMP) sshd qemu
+	FLEET_E2E_DIR=$(E2E_DIR) $(BIN)/python -m tests.e2e.vm build
+	FLEET_E2E_DIR=$(E2E_DIR) $(BIN)/pytest -q -m e2e tests/e2e
+
 clean:
 	-$(BIN)/fleet lab down --state-dir $(LAB) >/dev/null 2>&1
-	rm -rf $(VENV) $(BENCH_VENV) $(LAB) inventory/lab.yml .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) $(LAB) $(E2E_DIR) inventory/lab.yml .pytest_cache .ruff_cache *.egg-info
