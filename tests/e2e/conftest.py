@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,9 +35,17 @@ STATE_GLOBS = [
 ]
 
 
+_REPORTED: list[str] = []
+
+
 def report(line: str) -> None:
-    """Figures for the closing note go to the real stderr, past pytest's capture."""
-    print(f"e2e: {line}", file=sys.__stderr__, flush=True)
+    """A figure worth reading (boot time, CPU before/after): printed after the test summary."""
+    _REPORTED.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _REPORTED:
+        terminalreporter.write_line(f"e2e: {line}")
 
 
 @dataclass

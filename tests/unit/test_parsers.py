@@ -1,7 +1,8 @@
 """Parsers against captured real outputs (tests/fixtures/facts/<parser>/<case>.json).
 
-Each case names its input (a file under tests/fixtures, see captured/SOURCES.md for where it
-came from) and the expected parse; one test per parser walks every case of its directory.
+Each case names its input (a file under tests/fixtures; captured/SOURCES.md,
+captured-qemu/SOURCES.md and captured-qemu/e2e/SOURCES.md say where it came from) and the
+expected parse; one test per parser walks every case of its directory.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from fleet.cpu import cpu_between, parse_proc_stat
 from fleet.facts import (
+    event_fires,
     parse_bpftool_progs,
     parse_enabled_functions,
+    parse_event_enable,
     parse_ini,
     parse_kprobes_list,
     parse_netdata_version,
@@ -62,6 +66,26 @@ def test_kprobes_list_lines_keep_type_symbol_offset_module_flags(case: dict) -> 
     assert got == case["expected"]
 
 
+@pytest.mark.parametrize("case", cases("event_enable"))
+def test_event_enable_state_and_whether_its_probe_fires(case: dict) -> None:
+    # "0*": disabled, but a trigger (here a hist trigger) keeps the event, and so its
+    # probe, live: the capture's kprobe_profile kept counting hits in that state.
+    state = parse_event_enable(case["input"])
+    assert state == case["expected"]
+    assert event_fires(state) is case["fires"]
+
+
+@pytest.mark.parametrize("case", cases("proc_stat"))
+def test_proc_stat_pair_gives_per_cpu_ticks_and_shares(case: dict) -> None:
+    first = parse_proc_stat(case["input"])
+    second = parse_proc_stat((FIXTURES / case["second_file"]).read_text())
+    assert sorted(first) == sorted(second) == case["expected_lines"]
+    assert asdict(first["cpu0"]) == case["expected_cpu0"]
+    figures = cpu_between(first, second)
+    assert {k: getattr(figures, k) for k in case["expected"]} == case["expected"]
+    assert [c.system_pct for c in figures.per_cpu] == case["expected_per_cpu_system_pct"]
+
+
 @pytest.mark.parametrize("case", cases("bpftool_progs"))
 def test_bpftool_json_programs_and_tracing_types(case: dict) -> None:
     progs = parse_bpftool_progs(case["input"])
@@ -104,9 +128,11 @@ def test_enabled_functions_name_flags_and_trampoline_owner(case: dict) -> None:
 
 def test_fentry_trampoline_continuation_line_names_the_bpf_trampoline() -> None:
     # Shape from kernel/trace/ftrace.c t_show (direct call); the capture kernels refused
-    # fentry attachment, so this one is written from the source, not captured.
+    # fentry attachment, so this one is written from the source, not captured. Up to 6.3
+    # t_show prints " (%ld)%s%s%s" with " R"/"  ", " I"/"  ", " D"/"  " (the captured
+    # kprobe lines, "(1) R    \t", show that layout), so a direct call reads "(1)     D\t".
     text = (
-        "tcp_v4_connect (1)    D \ttramp: ftrace_regs_caller+0x0/0x65"
+        "tcp_v4_connect (1)     D\ttramp: ftrace_regs_caller+0x0/0x65"
         " (call_direct_funcs+0x0/0x20)\n"
         "\tdirect-->bpf_trampoline_6442516263+0x0/0x89\n"
     )
