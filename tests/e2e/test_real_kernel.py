@@ -113,7 +113,7 @@ def test_remediate_fixes_the_incident_proves_it_and_it_stays_fixed(guest: Guest)
     conf_before = guest.text(CONF)
     operator_defs = [line for line in guest.text(f"{T}/kprobe_events").splitlines()
                      if line.split()[0].endswith(tuple(OPERATOR_EVENTS))]
-    rc, doc = apply(guest, "--cpu-window", "8")
+    rc, doc = apply(guest, "--cpu-window", "10")
     (host,) = doc["hosts"]
     before, after = host["cpu_before"], host["cpu_after"]
     report(f"remediate: system {before['system_pct']}% -> {after['system_pct']}% "
