@@ -44,8 +44,8 @@ BINARIES = {
     "openssh-server": ["usr/sbin/sshd"],
     "netdata-core": ["usr/sbin/netdata"],
 }
-# Modules for QEMU's virtio NIC (Debian builds them as modules), dependencies first.
-NIC_MODULES = ["virtio_net"]
+# QEMU's virtio NIC: Debian builds its drivers as modules; their dependencies are added.
+NIC_MODULES = ["virtio_pci", "virtio_net"]
 GUEST_IP, GUEST_GW = "10.0.2.15/24", "10.0.2.2"
 BOOT_TIMEOUT_S = 240.0
 KVM_TRY_S = 15.0
@@ -321,12 +321,12 @@ def _modules(kernel_tree: Path) -> list[Path]:
             visit(dep)
         order.append(ko)
 
-    for m in [*NIC_MODULES, "virtio_pci"]:
+    for m in NIC_MODULES:
         visit(m)
     return order
 
 
-def build(quiet: bool = False) -> Image:
+def build() -> Image:
     """Fetch, unpack and assemble; every stage is cached, the initrd by its inputs' digest."""
     t0 = time.monotonic()
     root = cache_dir()
@@ -364,13 +364,11 @@ def build(quiet: bool = False) -> Image:
         tmp = initrd.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         tmp.rename(initrd)
-        if not quiet:
-            log(
-                f"initramfs {initrd.name}: {len(data) / 2**20:.1f} MiB, {len(sonames)} "
-                f"libraries, {len(modules)} modules"
-            )
-    if not quiet:
-        log(f"image ready in {time.monotonic() - t0:.1f} s (kernel {release}, cache {root})")
+        log(
+            f"initramfs {initrd.name}: {len(data) / 2**20:.1f} MiB, {len(sonames)} "
+            f"libraries, {len(modules)} modules"
+        )
+    log(f"image ready in {time.monotonic() - t0:.1f} s (kernel {release}, cache {root})")
     host_pub = " ".join((keys / "ssh_host_ed25519_key.pub").read_text().split()[:2])
     return Image(vmlinuz, initrd, keys / "client_ed25519", host_pub, release)
 
