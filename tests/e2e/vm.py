@@ -641,7 +641,8 @@ def main(argv: list[str] | None = None) -> int:
             vm = up(args.state)
             inv = vm.inventory(args.state / "inventory.yml")
             print(
-                f"boot {vm.boot_s:.1f} s ({vm.accel})\n{' '.join(vm.ssh_argv())}\n"
+                f"boot {vm.boot_s:.1f} s ({vm.accel}, kernel {vm.image.kernel_release})\n"
+                f"{' '.join(vm.ssh_argv())}\n"
                 f"fleet audit -i {inv}\nstop: python -m tests.e2e.vm down"
             )
         else:
