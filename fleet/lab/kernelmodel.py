@@ -58,7 +58,9 @@ class Spec:
     """What exists on one host: set at tree creation, never changed by the model."""
 
     instances: dict[str, str]  # instance name ("" = top) -> tracing dir, relative to the root
-    events: dict[str, list[str]]  # instance -> every "group:event" it has
+    # instance -> every "group:event" it has, in the kernel's list order: set_event lists the
+    # enabled ones in this order (trees._kernel_order; every instance has every probe event)
+    events: dict[str, list[str]]
     kprobes: list[KprobeSpec] = field(default_factory=list)
     kprobe_ftrace: dict[str, str] = field(default_factory=dict)  # func -> enabled_functions line
     direct_ftrace: list[dict[str, Any]] = field(default_factory=list)  # {addr, lines, owner}

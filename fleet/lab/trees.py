@@ -78,6 +78,59 @@ _INCIDENT_EVENTS = (
     "kprobes:fleet_tcp_sendmsg",
 )
 
+# The order a 6.1 kernel lists tracepoints in set_event: its event list's, which is neither
+# alphabetical nor the order they were enabled (per object file in link order, each file's
+# events in reverse of their definition). Every tracepoint the lab plants has its place:
+# - captured-qemu/e2e/set_event.incident.txt (one Debian 6.1 boot, 14 tracepoints): irq, sched,
+#   raw_syscalls, timer, sock, net:netif_receive_skb/net_dev_queue, skb;
+# - net:net_dev_xmit after net:net_dev_queue: captured/set_event.enabled.txt (another kernel,
+#   the same net.h order);
+# - ras:mc_event after sched:sched_switch: captured-qemu/e2e/instances_rasdaemon_set_event.*;
+# - not captured, placed from the 6.1 source (drivers/ras/ras.c links after kernel/,
+#   net/socket.c before net/core/): ras:aer_event (defined after mc_event in ras_event.h,
+#   hence listed before it), syscalls:sys_enter_sendto.
+# A tracepoint not in this table is listed after all of these, alphabetically: a fallback,
+# not the kernel's order.
+_TRACEPOINT_ORDER = (
+    "irq:softirq_exit",
+    "irq:softirq_entry",
+    "sched:sched_switch",
+    "sched:sched_wakeup",
+    "sched:sched_waking",
+    "raw_syscalls:sys_exit",
+    "raw_syscalls:sys_enter",
+    "timer:hrtimer_expire_entry",
+    "timer:hrtimer_start",
+    "ras:aer_event",
+    "ras:mc_event",
+    "syscalls:sys_enter_sendto",
+    "sock:inet_sock_set_state",
+    "net:netif_receive_skb",
+    "net:net_dev_queue",
+    "net:net_dev_xmit",
+    "skb:consume_skb",
+    "skb:kfree_skb",
+)
+
+
+def _kernel_order(tracepoints: list[str], dynamic: list[str], instance: bool) -> list[str]:
+    """Every event of one trace instance, in the order its set_event lists them.
+
+    `dynamic` are the probe events in definition order (dynamic_events' order). The top
+    instance lists them first, newest defined first (a new event goes to the head of the
+    list), then the tracepoints (captured-qemu/e2e/set_event.incident.txt, set_event.c_enabled
+    .txt). An instance builds its list by walking the kernel's event list and adding each at
+    the head: its tracepoints come out in the same order as the top's and the probe events
+    defined before it was created come last, oldest first
+    (captured-qemu/e2e/instances_rasdaemon_set_event.*). The lab's instances are made after
+    its probes, as in that capture."""
+    rank = {event: i for i, event in enumerate(_TRACEPOINT_ORDER)}
+    points = sorted(set(tracepoints), key=lambda e: (e not in rank, rank.get(e, 0), e))
+    if instance:
+        return points + list(dynamic)
+    return list(reversed(dynamic)) + points
+
+
 # A write-only sysctl: the kernel answers every read with EACCES, root included. The lab
 # points files that lockdown refuses at it to get a real kernel refusal (see _build).
 _WRITE_ONLY_SYSCTL = "/proc/sys/vm/compact_memory"
@@ -230,20 +283,34 @@ def _kprobe_base(addr: int, kind: str, func: str) -> str:
     return f"{addr:016x}  {kind}  {func}+0x0    "
 
 
+# enabled_functions flags, kernel/trace/ftrace.c t_show() up to 6.2: " (%ld)%s%s%s" with
+# " R"/"  " (regs), " I"/"  " (ipmodify), " D"/"  " (direct), then "\ttramp: ..." when the
+# function has a trampoline of its own.
+
+
 def _ftrace_kprobe_entry(func: str, tramp: int) -> str:
-    # enabled_functions for a function hooked by kprobes through ftrace (regs + ipmodify).
+    # A function hooked by kprobes through ftrace, as the Debian 6.1 guest printed it
+    # (tests/fixtures/captured-qemu/enabled_functions.c_enabled.txt, e2e/enabled_functions.*):
+    # kprobe_ftrace_ops saves regs but does not modify the ip, so R only; its trampoline is
+    # shared by every kprobe and calls kprobe_ftrace_handler itself; one line per function
+    # however many probes sit on it.
     return (
-        f"{func} (1) R I   \ttramp: 0x{tramp:x} (kprobe_ftrace_handler+0x0/0x1b0) "
-        "->ftrace_ops_assist_func+0x0/0xf0"
+        f"{func} (1) R    \ttramp: 0x{tramp:x} (kprobe_ftrace_handler+0x0/0x1b0) "
+        "->kprobe_ftrace_handler+0x0/0x1b0"
     )
 
 
 def _ftrace_direct_entry(func: str, btf_id: int) -> list[str]:
     # A BPF fentry trampoline is a direct call; the name is bpf_trampoline_<key> with key
-    # (btf obj id 1 = vmlinux) << 32 | 0x80000000 | btf_id, the size one page on 5.15.
+    # (btf obj id 1 = vmlinux) << 32 | 0x80000000 | btf_id, the size one page. Not captured
+    # (the capture guests attached no fentry program): written from the 6.1 source. The
+    # trampoline is registered with register_ftrace_direct_multi(), whose ops carry
+    # MULTI_FLAGS = FTRACE_OPS_FL_DIRECT | FTRACE_OPS_FL_SAVE_REGS (no IPMODIFY since 6.0) and
+    # the static trampoline ftrace_regs_caller calling call_direct_funcs; SAVE_REGS sets the
+    # record's R flag, DIRECT its D flag: " R" + "  " + " D", then the TAB.
     key = (1 << 32) | 0x80000000 | btf_id
     return [
-        f"{func} (1)    D \ttramp: ftrace_regs_caller+0x0/0x65 (call_direct_funcs+0x0/0x20)",
+        f"{func} (1) R   D\ttramp: ftrace_regs_caller+0x0/0x65 (call_direct_funcs+0x0/0x20)",
         f"\tdirect-->bpf_trampoline_{key}+0x0/0x1000",
     ]
 
@@ -395,20 +462,24 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
     tracing = "sys/kernel/tracing"
     kprobe_events: list[str] = []
     uprobe_events: list[str] = []
-    disabled_events: list[str] = []
+    dynamic: list[str] = []  # probe events, in definition order (as dynamic_events lists them)
     if plan.manual_kprobe:
         kprobe_events.append("p:kprobes/fleet_tcp_sendmsg tcp_sendmsg")
+        dynamic.append("kprobes:fleet_tcp_sendmsg")
     if plan.nginx_uprobe:
         uprobe_events.append("p:uprobes/nginx_accept /usr/sbin/nginx:0x000000000004a3f0")
-        disabled_events.append("uprobes:nginx_accept")
+        dynamic.append("uprobes:nginx_accept")
     tree.write(f"{tracing}/kprobe_events", _lines(kprobe_events))
     tree.write(f"{tracing}/uprobe_events", _lines(uprobe_events))
     tree.write(f"{tracing}/dynamic_events", _lines(kprobe_events + uprobe_events))
     tree.write(f"{tracing}/current_tracer", "nop\n")
     tree.write(f"{tracing}/tracing_on", "1\n")
     instances = {"": tracing}
-    events = {"": sorted({*plan.set_event, *disabled_events})}
-    enabled = {"": sorted(plan.set_event)}
+    points = [e for e in plan.set_event if e.partition(":")[0] not in kernelmodel.DYNAMIC_GROUPS]
+    # Every instance has every probe event (an events/<group>/<event>/enable reading 0 until
+    # enabled there: captured-qemu/e2e/instances_rasdaemon_events_kprobes_ip_rcv_enable.*).
+    events = {"": _kernel_order(points, dynamic, instance=False)}
+    enabled = {"": [e for e in events[""] if e in plan.set_event]}
     tree.mkdir(f"{tracing}/instances")
     if plan.rasdaemon:
         ras = ["ras:aer_event", "ras:mc_event"]
@@ -416,8 +487,8 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
         tree.write(f"{inst}/current_tracer", "nop\n")
         tree.write(f"{inst}/tracing_on", "1\n")
         instances["rasdaemon"] = inst
-        events["rasdaemon"] = ras
-        enabled["rasdaemon"] = ras
+        events["rasdaemon"] = _kernel_order(ras, dynamic, instance=True)
+        enabled["rasdaemon"] = [e for e in events["rasdaemon"] if e in ras]
 
     # kprobes: netdata's (perf kprobe PMU: in kprobes/list, never in kprobe_events) and the
     # manual tracefs one. Two probes on one address are both listed.

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from fleet.lab import kernelmodel
+from fleet.lab import kernelmodel, trees
 from fleet.lab.trees import make_host_tree
+
+CAPTURED = Path(__file__).parents[1] / "fixtures/captured-qemu"
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def test_disabling_a_kprobe_event_drops_it_from_set_event_and_marks_it_disabled(
     ]
     assert manual == [manual[0].split("    ")[0] + "    [DISABLED][FTRACE]"]
     # netdata's return probe on the same function still hooks it through ftrace.
-    assert "tcp_sendmsg (1) R I" in read(incident, "tracing/enabled_functions")
+    assert "tcp_sendmsg (1) R    \ttramp: 0x" in read(incident, "tracing/enabled_functions")
 
 
 def test_truncating_set_event_disables_every_event_of_that_instance(incident: Path) -> None:
@@ -59,7 +62,85 @@ def test_appended_tokens_enable_and_disable_one_event_each(incident: Path) -> No
     assert "sched:sched_switch" not in read(incident, "tracing/set_event")
     assert "sched:sched_wakeup\n" in read(incident, "tracing/set_event")
     sh(incident, "echo > tracing/set_event; echo 'irq:*' >> tracing/set_event")
-    assert read(incident, "tracing/set_event") == "irq:softirq_entry\nirq:softirq_exit\n"
+    # The kernel's order, not alphabetical (captured-qemu/e2e/set_event.incident.txt).
+    assert read(incident, "tracing/set_event") == "irq:softirq_exit\nirq:softirq_entry\n"
+
+
+def test_set_event_lists_probe_events_first_then_tracepoints_in_kernel_order(
+    incident: Path,
+) -> None:
+    assert read(incident, "tracing/set_event").splitlines() == [
+        "kprobes:fleet_tcp_sendmsg",
+        "irq:softirq_exit",
+        "irq:softirq_entry",
+        "sched:sched_switch",
+        "sched:sched_wakeup",
+        "syscalls:sys_enter_sendto",
+        "net:netif_receive_skb",
+        "net:net_dev_xmit",
+        "skb:kfree_skb",
+    ]
+    # Enabling in another order changes nothing: the list's order is the kernel's.
+    sh(incident, "echo > tracing/set_event")
+    for event in ("skb:kfree_skb", "irq:softirq_entry", "kprobes:fleet_tcp_sendmsg"):
+        sh(incident, f"echo {event} >> tracing/set_event")
+    assert read(incident, "tracing/set_event") == (
+        "kprobes:fleet_tcp_sendmsg\nirq:softirq_entry\nskb:kfree_skb\n"
+    )
+
+
+def test_lab_tracepoint_order_agrees_with_every_captured_set_event() -> None:
+    order = trees._TRACEPOINT_ORDER
+    captured = [
+        CAPTURED / "e2e/set_event.incident.txt",
+        CAPTURED / "e2e/instances_rasdaemon_set_event.incident.txt",
+        CAPTURED.parent / "captured/set_event.enabled.txt",
+    ]
+    for path in captured:
+        listed = [e for e in path.read_text().splitlines() if e in order]
+        assert listed == sorted(listed, key=order.index), path
+    kernel = (CAPTURED / "e2e/set_event.incident.txt").read_text().splitlines()
+    points = [e for e in kernel if e.partition(":")[0] not in ("kprobes", "netdata")]
+    assert [e for e in order if e in points] == points
+
+
+def test_instances_have_every_probe_event_disabled_until_enabled_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The incident with rasdaemon's instance, as in the e2e capture: the instance has an
+    # enable file for the top instance's probe event, reading 0
+    # (captured-qemu/e2e/instances_rasdaemon_events_kprobes_ip_rcv_enable.events_off.txt).
+    plan = dataclasses.replace(trees._PLANS["incident"], rasdaemon=True)
+    monkeypatch.setitem(trees._PLANS, "incident", plan)
+    root = tmp_path / "incident-01"
+    make_host_tree(root, "incident", 1)
+    inst = "tracing/instances/rasdaemon"
+    assert read(root, f"{inst}/events/kprobes/fleet_tcp_sendmsg/enable") == "0\n"
+    assert read(root, f"{inst}/events/kprobes/enable") == "0\n"
+    assert read(root, f"{inst}/set_event") == "ras:aer_event\nras:mc_event\n"
+    # Enabled there, it comes last in the instance's list (the dynamic event walked in
+    # first, added at the head: captured-qemu/e2e/instances_rasdaemon_set_event.incident.txt).
+    sh(root, f"echo 1 > {inst}/events/kprobes/fleet_tcp_sendmsg/enable")
+    assert read(root, f"{inst}/set_event") == (
+        "ras:aer_event\nras:mc_event\nkprobes:fleet_tcp_sendmsg\n"
+    )
+    assert read(root, f"{inst}/events/kprobes/enable") == "1\n"
+    # Off in the top instance but on in rasdaemon's: the probe stays armed (e2e
+    # events_enable0: ip_rcv kept counting while enabled in the instance).
+    sh(root, "echo 0 > tracing/events/kprobes/enable")
+    assert "kprobes:" not in read(root, "tracing/set_event")
+    manual = [
+        line for line in read(root, "debug/kprobes/list").splitlines() if " k  tcp_sendmsg" in line
+    ]
+    assert manual[0].endswith("    [FTRACE]")
+    # Off in both: [DISABLED].
+    sh(root, f"echo '!kprobes:*' >> {inst}/set_event")
+    assert read(root, f"{inst}/events/kprobes/fleet_tcp_sendmsg/enable") == "0\n"
+    assert read(root, f"{inst}/set_event") == "ras:aer_event\nras:mc_event\n"
+    manual = [
+        line for line in read(root, "debug/kprobes/list").splitlines() if " k  tcp_sendmsg" in line
+    ]
+    assert manual[0].endswith("    [DISABLED][FTRACE]")
 
 
 def test_global_disarm_keeps_the_list_and_empties_kprobe_ftrace_entries(incident: Path) -> None:

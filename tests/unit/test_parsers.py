@@ -128,18 +128,20 @@ def test_enabled_functions_name_flags_and_trampoline_owner(case: dict) -> None:
 
 def test_fentry_trampoline_continuation_line_names_the_bpf_trampoline() -> None:
     # Shape from kernel/trace/ftrace.c t_show (direct call); the capture kernels refused
-    # fentry attachment, so this one is written from the source, not captured. Up to 6.3
+    # fentry attachment, so this one is written from the source, not captured. Up to 6.2
     # t_show prints " (%ld)%s%s%s" with " R"/"  ", " I"/"  ", " D"/"  " (the captured
-    # kprobe lines, "(1) R    \t", show that layout), so a direct call reads "(1)     D\t".
+    # kprobe lines, "(1) R    \t", show that layout). A BPF trampoline's ops on 6.1 are
+    # register_ftrace_direct_multi()'s MULTI_FLAGS, FTRACE_OPS_FL_DIRECT | _SAVE_REGS, and
+    # SAVE_REGS sets the record's R flag: a direct call reads "(1) R   D\t".
     text = (
-        "tcp_v4_connect (1)     D\ttramp: ftrace_regs_caller+0x0/0x65"
+        "tcp_v4_connect (1) R   D\ttramp: ftrace_regs_caller+0x0/0x65"
         " (call_direct_funcs+0x0/0x20)\n"
         "\tdirect-->bpf_trampoline_6442516263+0x0/0x89\n"
     )
     (f,) = parse_enabled_functions(text)
     assert (f.name, f.flags, f.direct, f.owner) == (
         "tcp_v4_connect",
-        ("D",),
+        ("R", "D"),
         "bpf_trampoline_6442516263",
         "bpf-trampoline",
     )
