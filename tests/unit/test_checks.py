@@ -136,6 +136,17 @@ def test_probe_event_enabled_only_in_an_instance_fails(root: Path) -> None:
     assert f.evidence["events"][0]["enabled_in"] == ["instances/i1"]
 
 
+def test_probe_event_disabled_but_kept_armed_by_a_trigger_fails(root: Path) -> None:
+    # "0*": enable written 0 while a hist trigger is attached; the real kernel keeps the
+    # probe armed and firing (tests/fixtures/captured-qemu/e2e, enable0_with_trigger).
+    write(root, "/sys/kernel/tracing/kprobe_events", "p:netdata/tcp_sendmsg tcp_sendmsg\n")
+    write(root, "/sys/kernel/tracing/events/netdata/tcp_sendmsg/enable", "0*\n")
+    f = findings(root)["tracing.probe_events"]
+    assert f.status == "fail"
+    assert f.evidence["events"][0]["enabled_in"] == ["."]
+    assert f.evidence["events"][0]["triggers_in"] == ["."]
+
+
 def _netdata(root: Path, conf: str, version: str = "v1.36.1", plugin: bool = True) -> None:
     write(root, "/etc/netdata/netdata.conf", conf)
     nd = write(root, "/usr/sbin/netdata", f"#!/bin/sh\necho 'netdata {version}'\n")

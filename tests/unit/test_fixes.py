@@ -86,6 +86,26 @@ def test_incident_host_plans_every_step_with_its_undo(tmp_path: Path) -> None:
     assert any("1 -> 0" in line for line in render_diff(disarm))
 
 
+def test_an_event_with_triggers_is_disabled_and_expected_to_read_0_star(tmp_path: Path) -> None:
+    # A real 6.1 kernel reads "1*" while triggers are attached and "0*" after `echo 0`: the
+    # probe stays armed for the triggers (tests/fixtures/captured-qemu/e2e, enable0_with_trigger).
+    root = tmp_path / "incident"
+    make_host_tree(root, "incident", 1)
+    (root / "sys/kernel/tracing/events/kprobes/fleet_tcp_sendmsg/enable").write_text("1*\n")
+    out, _proc = run_probe(root)
+    facts = host_facts(out)
+    assert facts.event_enable["kprobes/fleet_tcp_sendmsg"][""] == "1*"
+    step = plan_step("tracing.probe_events_off", facts, PlanInput("true"))
+    assert step is not None
+    path = "/sys/kernel/tracing/events/kprobes/fleet_tcp_sendmsg/enable"
+    assert [(o.path, o.check, o.data) for o in step.ops] == [(path, "1*\n", "0\n")]
+    assert [(o.check, o.data) for o in step.undo] == [("0*\n", "1\n")]
+    # Once it reads "0*" there is nothing an enable write can do: the step plans nothing.
+    (root / path.lstrip("/")).write_text("0*\n")
+    out, _proc = run_probe(root)
+    assert plan_step("tracing.probe_events_off", host_facts(out), PlanInput("true")) is None
+
+
 def test_allowed_events_stay_and_the_others_go_one_token_each(tmp_path: Path) -> None:
     facts, _root = facts_of(tmp_path, "incident")
     inp = PlanInput("true", set_event_allow=("sched:*",))
