@@ -123,9 +123,15 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[vmlib.Vm]:
 
 
 @pytest.fixture
-def guest(booted: vmlib.Vm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Guest:
+def guest(
+    booted: vmlib.Vm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Guest]:
     """The incident as booted: every tracing object planted again, the load running."""
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
     g = Guest(booted, tmp_path)
     g.sh("fleet-e2e reset && fleet-e2e load start")
-    return g
+    yield g
+    # A kernel oops fails the test that caused it, in the kernel's own words.
+    oops = [line for line in booted.console.read_text(errors="replace").splitlines()
+            if "BUG:" in line or "Oops:" in line]
+    assert not oops, f"guest kernel: {oops[0]} (console {booted.console})"
