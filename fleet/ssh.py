@@ -21,6 +21,7 @@ import paramiko
 from paramiko import Channel
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from fleet.endpoint import Endpoint, Hop
 from fleet.hostkeys import HostKeyProblem, KnownHosts, host_key_name
 from fleet.inventory import Host
 
@@ -120,17 +121,6 @@ class KeyCache:
 _DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and as whom to connect, after ~/.ssh/config and inventory vars are combined."""
-
-    address: str
-    port: int
-    user: str
-    key_files: tuple[str, ...]
-    proxy_command: str | None
-
-
 def resolve_endpoint(host: Host, ssh_config: paramiko.SSHConfig | None) -> Endpoint:
     """Inventory vars win over ~/.ssh/config (as with Ansible); config fills what is unset."""
     cfg = ssh_config.lookup(host.name) if ssh_config else {}
@@ -143,25 +133,39 @@ def resolve_endpoint(host: Host, ssh_config: paramiko.SSHConfig | None) -> Endpo
     elif cfg.get("identityfile"):
         keys = tuple(os.path.expanduser(k) for k in cfg["identityfile"])
     else:
-        keys = tuple(
-            os.path.expanduser(k) for k in _DEFAULT_KEYS if os.path.exists(os.path.expanduser(k))
-        )
+        keys = _default_keys()
     proxy = cfg.get("proxycommand")
+    jump: tuple[Hop, ...] = ()
     if not proxy and cfg.get("proxyjump") and cfg["proxyjump"].lower() != "none":
-        proxy = proxy_jump_command(cfg["proxyjump"], address, port)
-    return Endpoint(address, port, user, keys, proxy)
+        jump = tuple(_hop(spec, ssh_config) for spec in cfg["proxyjump"].split(",") if spec)
+    return Endpoint(address, port, user, keys, proxy, jump)
 
 
-def proxy_jump_command(jump: str, address: str, port: int) -> str:
-    """ProxyJump as the ProxyCommand OpenSSH itself would run: `ssh -W host:port` via the
-    last hop, earlier hops through -J (the jump hosts' keys are ssh's own business)."""
-    hops = [h.strip() for h in jump.split(",") if h.strip()]
-    target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    argv = ["ssh", "-o", "BatchMode=yes"]
-    if len(hops) > 1:
-        argv += ["-J", ",".join(hops[:-1])]
-    argv += ["-W", target, hops[-1]]
-    return " ".join(shlex.quote(a) for a in argv)
+def _default_keys() -> tuple[str, ...]:
+    return tuple(
+        os.path.expanduser(k) for k in _DEFAULT_KEYS if os.path.exists(os.path.expanduser(k))
+    )
+
+
+def _hop(spec: str, ssh_config: paramiko.SSHConfig | None) -> Hop:
+    """`[user@]host[:port]` of ProxyJump; the hop's own config block fills the rest."""
+    spec = spec.strip()
+    user, _, rest = spec.rpartition("@")
+    name, port_text = rest, ""
+    if rest.startswith("["):
+        name, _, tail = rest[1:].partition("]")
+        port_text = tail.removeprefix(":")
+    elif rest.count(":") == 1:
+        name, port_text = rest.split(":")
+    cfg = ssh_config.lookup(name) if ssh_config else {}
+    keys = tuple(os.path.expanduser(k) for k in cfg.get("identityfile", ())) or _default_keys()
+    return Hop(
+        name=spec,
+        address=cfg.get("hostname", name),
+        port=int(port_text or cfg.get("port", 22)),
+        user=user or cfg.get("user") or getpass.getuser(),
+        key_files=keys,
+    )
 
 
 class Connection:
@@ -225,9 +229,23 @@ def _drain(chan: paramiko.Channel, recv, deadline: float) -> bytes:  # type: ign
         parts.append(data)
 
 
+def proxy_jump_command(hops: tuple[Hop, ...], address: str, port: int) -> str:
+    """ProxyJump as the ProxyCommand OpenSSH itself would run: `ssh -W host:port` via the
+    last hop, earlier hops through -J (the jump hosts' keys are ssh's own business)."""
+    target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    argv = ["ssh", "-o", "BatchMode=yes"]
+    if len(hops) > 1:
+        argv += ["-J", ",".join(h.name for h in hops[:-1])]
+    argv += ["-W", target, hops[-1].name]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
 def _socket(endpoint: Endpoint, timeout: float) -> socket.socket | paramiko.ProxyCommand:
     if endpoint.proxy_command:
         return paramiko.ProxyCommand(endpoint.proxy_command)
+    if endpoint.jump:
+        cmd = proxy_jump_command(endpoint.jump, endpoint.address, endpoint.port)
+        return paramiko.ProxyCommand(cmd)
     sock = socket.create_connection((endpoint.address, endpoint.port), timeout=timeout)
     # Nagle + delayed ACK cost two 40 ms stalls per handshake on loopback and LAN.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
