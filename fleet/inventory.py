@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shlex
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ _ALIASES = {
     "ansible_ssh_port": "ansible_port",
     "ansible_ssh_user": "ansible_user",
     "ansible_private_key_file": "ansible_ssh_private_key_file",
+    "ansible_become_pass": "ansible_become_password",
+    "ansible_sudo_pass": "ansible_become_password",
 }
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -62,6 +65,11 @@ _COMMA = re.compile(r",(?![^\[]*\])")
 _COLON = re.compile(r":(?![^\[]*\])")
 _CPU_ITEM = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 _HOST_PORT = re.compile(r"(.+):([0-9]+)")
+# The one template fleet evaluates, the usual way to keep a secret out of the inventory:
+# {{ lookup('env', 'NAME') }}. Any other template is refused rather than sent literally.
+_ENV_LOOKUP = re.compile(
+    r"""\{\{\s*lookup\(\s*(['"])env\1\s*,\s*(['"])([A-Za-z_][A-Za-z0-9_]*)\2\s*\)\s*\}\}"""
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,12 @@ class Host:
     netdata_restart: str
     cpus: frozenset[int] | None
     cpus_text: str | None  # fleet_cpus as written
+    become_user: str | None = None  # ansible_become_user; None: sudo's default (root)
+    # ansible_become_password, env lookups resolved; travels only over the SSH channel.
+    become_password: str | None = field(default=None, repr=False)
+    # ansible_ssh_common_args + ansible_ssh_extra_args, split as Ansible splits them (shlex).
+    ssh_args: tuple[str, ...] = ()
+    jump: str | None = None  # fleet_jump: a ProxyJump spec, `[user@]host[:port][,...]`
 
 
 @dataclass(frozen=True)
@@ -680,6 +694,23 @@ class _Parser:
             except ValueError as exc:
                 self.fail(found.line, f"host '{name}': {key}: {exc}")
 
+        become_user = text(*pick("ansible_become_user"))
+        become_password: str | None = None
+        key, found = settings.get("ansible_become_password", ("", None))
+        # A vaulted password stays unknown (fleet cannot decrypt Vault): --ask-become-pass.
+        if found is not None and not isinstance(found.value, EncryptedValue | None):
+            become_password = self.secret(name, key, found)
+        ssh_args: list[str] = []
+        for args_key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+            key, found = pick(args_key)
+            if found is None:
+                continue
+            try:
+                ssh_args += shlex.split(str(found.value))
+            except ValueError as exc:
+                self.fail(found.line, f"host '{name}': {key}: {exc}")
+        jump = text(*pick("fleet_jump"), "a ProxyJump spec like user@bastion:22")
+
         shown = {key: val.value for key, val in merged.items()}
         # Code that asks "did the inventory set ansible_host?" must also see it when it was
         # spelled ansible_ssh_host, and see the value that actually won.
@@ -700,7 +731,34 @@ class _Parser:
             netdata_restart=netdata_restart,
             cpus=cpus,
             cpus_text=cpus_text,
+            become_user=become_user,
+            become_password=become_password,
+            ssh_args=tuple(ssh_args),
+            jump=jump,
         )
+
+    def secret(self, name: str, key: str, found: _Val) -> str:
+        """A password as written, or read from the environment by an env lookup."""
+        value = found.value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = found.raw if found.raw is not None else str(value)
+        if not isinstance(value, str):
+            self.fail(found.line, f"host '{name}': {key} must be a string")
+        if "{{" not in value and "{%" not in value:
+            return value
+        match = _ENV_LOOKUP.fullmatch(value.strip())
+        if match is None:
+            self.fail(
+                found.line,
+                f"host '{name}': {key}: the only template fleet evaluates is "
+                "{{ lookup('env', 'NAME') }}",
+            )
+        env_value = os.environ.get(match[3])
+        if env_value is None:
+            self.fail(
+                found.line, f"host '{name}': {key}: environment variable {match[3]} is not set"
+            )
+        return env_value
 
 
 def _apply_settings(settings: dict[str, tuple[str, _Val]], source: dict[str, _Val]) -> None:
