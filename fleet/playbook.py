@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +64,16 @@ class Playbook:
 
 
 def default_playbook_path() -> Path:
-    """`$FLEET_PLAYBOOK`, else ./playbooks/kernel-tracing.yml, else the one in fleet's checkout."""
+    """`$FLEET_PLAYBOOK`, else ./playbooks/kernel-tracing.yml, else the one shipped in the
+    package (fleet/playbooks/ links to the top-level playbooks/, the editable source; a wheel
+    carries the file itself)."""
     env = os.environ.get("FLEET_PLAYBOOK")
     if env:
         return Path(env)
     local = Path("playbooks/kernel-tracing.yml")
     if local.exists():
         return local
-    return Path(__file__).resolve().parent.parent / "playbooks" / "kernel-tracing.yml"
+    return Path(str(resources.files("fleet").joinpath("playbooks", "kernel-tracing.yml")))
 
 
 def _str(value: Any, where: str, what: str) -> str:
