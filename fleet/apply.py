@@ -17,17 +17,18 @@ def apply_script() -> str:
     return resources.files("fleet").joinpath("apply.sh").read_text()
 
 
-def apply_command(nonce: str, root: str, tag: str, ops: list[Op], sudo: bool = False) -> str:
-    """`sh -c SCRIPT fleet-apply NONCE ROOT TAG OP...`: every value one quoted argument."""
+def apply_command(nonce: str, root: str, tag: str, ops: list[Op]) -> str:
+    """`sh -c SCRIPT fleet-apply NONCE ROOT TAG OP...`: every value one quoted argument
+    (sudo, when the host wants it, is put around it by the connection: fleet/become.py)."""
     args = [nonce, root, tag] + [a for op in ops for a in op.args()]
     quoted = " ".join(shlex.quote(a) for a in args)
-    return f"{'sudo -n ' if sudo else ''}sh -c {shlex.quote(apply_script())} fleet-apply {quoted}"
+    return f"sh -c {shlex.quote(apply_script())} fleet-apply {quoted}"
 
 
-def read_command(root: str, path: str, sudo: bool = False) -> str:
+def read_command(root: str, path: str) -> str:
     """Exact bytes of one file (the probe's grep loses whether the last line ends)."""
     full = root.rstrip("/") + path
-    return f"{'sudo -n ' if sudo else ''}cat -- {shlex.quote(full)}"
+    return f"cat -- {shlex.quote(full)}"
 
 
 @dataclass

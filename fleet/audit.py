@@ -10,6 +10,7 @@ from pathlib import Path
 
 import paramiko
 
+from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
 from fleet.checks import run_checks
 from fleet.errors import UsageError
 from fleet.facts import host_facts
@@ -28,13 +29,6 @@ from fleet.ssh import (
     connect,
     known_hosts_files,
     load_ssh_config,
-)
-
-SUDO_PASSWORD_HINTS = (
-    "a password is required",
-    "a terminal is required",
-    "no tty present",
-    "must have a tty",
 )
 
 
@@ -81,13 +75,18 @@ def probe_host(
     `window` overrides the context's CPU window (a remediation re-reads state with 0)."""
     window = ctx.cpu_window if window is None else window
     nonce = new_nonce()
-    cmd = probe_command(nonce, host.fleet_root, window, ctx.playbook.extra_files, host.become)
-    with ctx.slots:
-        chan = conn.start(cmd, probe_script().encode(), deadline)
-    res = conn.collect(chan, deadline)  # the CPU window passes here, holding no fork
+    cmd = probe_command(nonce, host.fleet_root, window, ctx.playbook.extra_files)
     result = HostResult(host.name, conn.endpoint.address, conn.endpoint.port, "error", None, 0.0)
-    if host.become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
-        result.error = "sudo -n needs a password (ansible_become is set): allow NOPASSWD for sh"
+    become = Become.of(host)
+    try:
+        with ctx.slots:  # sudo's password is answered in start(), within the fork slot
+            ex = conn.start(cmd, probe_script().encode(), deadline, become)
+    except BecomeError as exc:
+        result.error = str(exc)
+        return result
+    res = conn.collect(ex, deadline)  # the CPU window passes here, holding no fork
+    if become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
+        result.error = NEEDS_PASSWORD
         return result
     try:
         out = parse_probe_output(res.stdout, res.stderr, nonce, host.fleet_root)

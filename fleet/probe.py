@@ -89,12 +89,11 @@ def new_nonce() -> str:
     return secrets.token_hex(12)
 
 
-def probe_command(
-    nonce: str, root: str, cpu_window: int, extra_files: tuple[str, ...] = (), sudo: bool = False
-) -> str:
-    """The remote command line; the script itself goes to its stdin (`sh -s`)."""
+def probe_command(nonce: str, root: str, cpu_window: int, extra_files: tuple[str, ...] = ()) -> str:
+    """The remote command line; the script itself goes to its stdin (`sh -s`). sudo, when the
+    host wants it, is put around it by the connection (fleet/become.py)."""
     args = " ".join(shlex.quote(a) for a in (nonce, root, str(cpu_window), *extra_files))
-    return f"{'sudo -n ' if sudo else ''}sh -s -- {args}"
+    return f"sh -s -- {args}"
 
 
 def _strip_root(root: str, path: str) -> str:

@@ -21,6 +21,7 @@ import paramiko
 
 from fleet.apply import ApplyOutput, apply_command, parse_apply_output, read_command
 from fleet.audit import AuditContext, probe_host, utc_now
+from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
 from fleet.cpu import CpuFigures
 from fleet.facts import HostFacts
 from fleet.findings import COMPLIANT, ERROR, NON_COMPLIANT, UNREACHABLE, Finding, HostResult
@@ -29,7 +30,7 @@ from fleet.inventory import Host
 from fleet.journal import Journal, JournaledRun, JournaledStep, operator, ops_json
 from fleet.probe import new_nonce
 from fleet.runner import Progress, run_hosts
-from fleet.ssh import CommandTimeout, Connection, SSHError, connect
+from fleet.ssh import CommandTimeout, Connection, RunResult, SSHError, connect
 from fleet.verify import NOT_MEASURED, WORSE, Verdict, cpu_verdict, intervals
 
 LOCK_PATH = "/run/fleet-remediate.lock"
@@ -127,6 +128,7 @@ class _Session:
         self.host = host
         self.ctx = ctx
         self.tag = ctx.run_id  # names config backups: <file>.fleet-<tag>.bak
+        self.become = Become.of(host)
 
     def deadline(self, extra: float = 0.0) -> float:
         return time.monotonic() + self.ctx.audit.ssh.command_timeout + extra
@@ -139,8 +141,8 @@ class _Session:
 
     def apply(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
         nonce = new_nonce()
-        cmd = apply_command(nonce, self.host.fleet_root, self.tag, ops, self.host.become)
-        res = self.conn.run(cmd, b"", self.deadline(extra))
+        cmd = apply_command(nonce, self.host.fleet_root, self.tag, ops)
+        res = self._run(cmd, self.deadline(extra))
         out = parse_apply_output(res.stdout, nonce)
         if not out.complete and not out.results:
             tail = (res.stderr.strip().splitlines() or [f"rc {res.rc}"])[-1]
@@ -148,10 +150,20 @@ class _Session:
         return out
 
     def read_exact(self, path: str) -> tuple[str | None, str | None]:
-        res = self.conn.run(read_command(self.host.fleet_root, path, self.host.become))
+        res = self._run(read_command(self.host.fleet_root, path), self.deadline())
         if res.rc != 0:
             return None, res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "rc 1"
         return res.stdout, None
+
+    def _run(self, command: str, deadline: float) -> RunResult:
+        """One exec as the host's become settings want it; sudo refusing is a failed step."""
+        try:
+            res = self.conn.run(command, b"", deadline, self.become)
+        except BecomeError as exc:
+            raise StepFailed(str(exc)) from None
+        if self.become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
+            raise StepFailed(NEEDS_PASSWORD)
+        return res
 
 
 # ---------------------------------------------------------------- lock

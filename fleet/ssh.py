@@ -21,6 +21,17 @@ import paramiko
 from paramiko import Channel
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from fleet.become import (
+    SEND_PASSWORD,
+    WRONG,
+    WRONG_PASSWORD,
+    Become,
+    BecomeError,
+    SudoWatcher,
+    Wrapped,
+    refusal,
+    wrap,
+)
 from fleet.endpoint import Endpoint, Hop
 from fleet.hostkeys import HostKeyProblem, KnownHosts, host_key_name
 from fleet.inventory import Host
@@ -175,29 +186,43 @@ class Connection:
         self.transport = transport
         self.endpoint = endpoint
 
-    def start(self, command: str, stdin: bytes = b"", deadline: float | None = None) -> Channel:
-        """Open a session, exec `command` and send `stdin`; `collect` waits for the result.
+    def start(
+        self,
+        command: str,
+        stdin: bytes = b"",
+        deadline: float | None = None,
+        become: Become | None = None,
+    ) -> Exec:
+        """Open a session, exec `command` (under sudo when `become`) and send `stdin`;
+        `collect` waits for the result.
 
         Split in two so a caller can stop counting the host against --forks while the remote
-        side only sleeps (the CPU sample window)."""
+        side only sleeps (the CPU sample window). With a become password, sudo's prompt is
+        answered here and `stdin` goes out only once the command itself runs. Raises
+        BecomeError when sudo does not start the command."""
         deadline = deadline or (time.monotonic() + 3600)
+        wrapped = wrap(command, become)
         chan = self.transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
         try:
-            chan.exec_command(command)
+            chan.exec_command(wrapped.command)
+            held = b""
+            if wrapped.watched and become is not None and become.password is not None:
+                held = _answer_sudo(chan, wrapped, become.password, deadline)
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
         except BaseException:
             chan.close()
             raise
-        return chan
+        return Exec(chan, held)
 
-    def collect(self, chan: Channel, deadline: float | None = None) -> RunResult:
+    def collect(self, ex: Exec, deadline: float | None = None) -> RunResult:
         """Read a started command's output and exit status. Raises CommandTimeout."""
         deadline = deadline or (time.monotonic() + 3600)
+        chan = ex.chan
         try:
             out = _drain(chan, chan.recv, deadline)
-            err = _drain(chan, chan.recv_stderr, deadline)
+            err = ex.stderr + _drain(chan, chan.recv_stderr, deadline)
             if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
                 raise CommandTimeout("remote command did not exit before the deadline")
             rc = chan.recv_exit_status()
@@ -205,12 +230,63 @@ class Connection:
             chan.close()
         return RunResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
-    def run(self, command: str, stdin: bytes = b"", deadline: float | None = None) -> RunResult:
+    def run(
+        self,
+        command: str,
+        stdin: bytes = b"",
+        deadline: float | None = None,
+        become: Become | None = None,
+    ) -> RunResult:
         """Run one command to its end; its stdin is `stdin`."""
-        return self.collect(self.start(command, stdin, deadline), deadline)
+        return self.collect(self.start(command, stdin, deadline, become), deadline)
 
     def close(self) -> None:
         self.transport.close()
+
+
+@dataclass(frozen=True)
+class Exec:
+    """A started command: its channel and the stderr already read while sudo was answered."""
+
+    chan: Channel
+    stderr: bytes = b""
+
+
+# Longest wait for sudo to start the command: PAM delays a wrong password by ~2 s; a prompt
+# that is not ours (a PAM module's own, passprompt_override) must not hold the host till its
+# deadline.
+SUDO_START_S = 20.0
+
+
+def _answer_sudo(chan: Channel, wrapped: Wrapped, password: str, deadline: float) -> bytes:
+    """Read sudo's stderr until the command's start marker; answer its one prompt."""
+    watcher = SudoWatcher(wrapped)
+    until = min(deadline, time.monotonic() + SUDO_START_S)
+    kept = b""
+    while True:
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            said = watcher.pending().decode("utf-8", "replace").strip().splitlines()[-1:]
+            raise BecomeError(
+                f"sudo did not start the command within {SUDO_START_S:g} s"
+                + (f" (last said: {said[0][:120]})" if said else "")
+            )
+        chan.settimeout(remaining)
+        try:
+            data = chan.recv_stderr(4096)
+        except TimeoutError:
+            continue
+        if not data:  # sudo exited without running the command
+            raise BecomeError(refusal(watcher.pending().decode("utf-8", "replace")))
+        out, actions = watcher.feed(data)
+        kept += out
+        for action in actions:
+            if action == WRONG:
+                raise BecomeError(WRONG_PASSWORD)  # start() closes the channel at once
+            if action == SEND_PASSWORD:
+                chan.sendall(password.encode() + b"\n")
+        if watcher.running:
+            return kept
 
 
 def _drain(chan: paramiko.Channel, recv, deadline: float) -> bytes:  # type: ignore[no-untyped-def]
