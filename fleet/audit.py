@@ -10,7 +10,13 @@ from pathlib import Path
 
 import paramiko
 
-from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
+from fleet.become import (
+    NEEDS_PASSWORD,
+    SUDO_PASSWORD_HINTS,
+    Become,
+    BecomeError,
+    with_password,
+)
 from fleet.checks import run_checks
 from fleet.errors import UsageError
 from fleet.facts import host_facts
@@ -154,6 +160,7 @@ def prepare(
     accept_new_host_keys: bool,
     cpu_window: int,
     timeout: float | None,
+    become_password: str | None = None,
 ) -> tuple[list[Host], AuditContext, Path]:
     """Targets and context of a run, loaded before any host is contacted: a bad inventory,
     pattern, playbook or known_hosts file is a usage error (exit 2)."""
@@ -161,6 +168,7 @@ def prepare(
     from fleet.playbook import default_playbook_path, load_playbook
 
     hosts = load_inventory(inventory or default_inventory_path()).select(limit)
+    hosts = with_password(hosts, become_password)  # -K; a host's own password wins
     playbook_path = playbook or default_playbook_path()
     ctx = AuditContext(
         playbook=load_playbook(playbook_path),

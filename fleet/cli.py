@@ -111,6 +111,13 @@ def _add_target_options(p: argparse.ArgumentParser, target: str = "--limit") -> 
         help="record unknown host keys (like StrictHostKeyChecking=accept-new); "
         "a changed key is always refused",
     )
+    p.add_argument(
+        "-K",
+        "--ask-become-pass",
+        action="store_true",
+        help="ask once, on the terminal, for the sudo password of ansible_become hosts "
+        "that have no ansible_become_password",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,6 +253,7 @@ def _prepare(args: argparse.Namespace, cpu_window: int) -> tuple[Any, Any, Path]
         accept_new_host_keys=args.accept_new_host_keys,
         cpu_window=cpu_window,
         timeout=args.timeout,
+        become_password=getattr(args, "become_password", None),
     )
 
 
@@ -291,6 +299,24 @@ def _remediate_context(args: argparse.Namespace, command: str) -> tuple[Any, lis
         lock_ttl_s=args.lock_ttl,
     )
     return ctx, hosts, playbook_path
+
+
+def _ask_become_pass() -> str | None:
+    """-K: asked once, without echo, on the terminal only. Never read from stdin: it may be
+    piped data or the --apply confirmation. An empty answer means no password (sudo -n)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        raise UsageError(
+            "--ask-become-pass needs a terminal; without one set ansible_become_password, "
+            "e.g. \"{{ lookup('env', 'FLEET_BECOME_PASS') }}\""
+        ) from None
+    import getpass
+
+    try:
+        return getpass.getpass("BECOME password: ") or None
+    except EOFError:
+        raise UsageError("--ask-become-pass: no password given") from None
 
 
 def _confirm(question: str) -> bool:
@@ -482,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         "lab": cmd_lab,
     }
     try:
+        if getattr(args, "ask_become_pass", False):
+            args.become_password = _ask_become_pass()
         return handlers[args.command](args)
     except UsageError as exc:
         print(f"fleet: error: {exc}", file=sys.stderr)

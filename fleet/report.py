@@ -50,6 +50,7 @@ class ReportRequest:
     timeout: float | None = None
     known_hosts: Path | None = None
     accept_new_host_keys: bool = False
+    become_password: str | None = field(default=None, repr=False)  # -K
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> ReportRequest:
@@ -82,6 +83,7 @@ def _prepare_audit(req: ReportRequest, progress: Callable[[int], Progress] | Non
         accept_new_host_keys=req.accept_new_host_keys,
         cpu_window=req.cpu_window,
         timeout=req.timeout,
+        become_password=req.become_password,
     )
 
     def run() -> tuple[AuditRun, str]:

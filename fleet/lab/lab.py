@@ -99,12 +99,16 @@ def up(
     inventory_out: Path | None = None,
     cpu_model: bool = True,
     kernel_model: bool = True,
+    extra_users: tuple[str, ...] = (),
 ) -> LabInfo:
     """Build the host trees, start sshd (and the CPU model), write the inventory.
 
     With `kernel_model`, sshd runs each command through exec.sh, which afterwards lets the
     lab kernel model apply what the command wrote (fleet/lab/kernelmodel.py); without it the
     trees are passive files, as the benchmark wants its sshd.
+
+    `extra_users` (root only: tests of sudo) may log in too, with the lab's client key; their
+    commands run as sent (no kernel model: it writes the trees, which only root can).
     """
     plan = host_plan(hosts, scenario)
     if not SSHD.is_file():
@@ -114,7 +118,7 @@ def up(
     state = Path(os.path.abspath(state_dir))
     _claim_state_dir(state)
     try:
-        return _up(state, plan, scenario, inventory_out, cpu_model, kernel_model)
+        return _up(state, plan, scenario, inventory_out, cpu_model, kernel_model, extra_users)
     except BaseException:
         down(state)
         raise
@@ -144,7 +148,11 @@ def _up(
     inventory_out: Path | None,
     cpu_model: bool,
     kernel_model: bool,
+    extra_users: tuple[str, ...] = (),
 ) -> LabInfo:
+    if extra_users:
+        # sshd reads authorized_keys as the user logging in: let others through, not list.
+        state.chmod(0o711)
     # Marker first: from here on down() recognises the dir as a lab and may clean it.
     _write(state / _MARKER, json.dumps({"scenario": scenario, "hosts": len(plan)}) + "\n")
     user = pwd.getpwuid(os.getuid()).pw_name
@@ -162,7 +170,7 @@ def _up(
 
     if kernel_model:
         _write_exec_wrapper(state, hosts_dir)
-    sshd_pid, port = _start_sshd(state, user, kernel_model)
+    sshd_pid, port = _start_sshd(state, user, kernel_model, extra_users)
     host_pub = (state / "ssh_host_ed25519_key.pub").read_text().split()
     known_hosts = state / "known_hosts"
     _write(known_hosts, f"[{ADDRESS}]:{port} {host_pub[0]} {host_pub[1]}\n")
@@ -288,7 +296,9 @@ def _write_exec_wrapper(state: Path, hosts_dir: Path) -> None:
     (state / "exec.sh").chmod(0o755)
 
 
-def _sshd_config(state: Path, user: str, port: int, kernel_model: bool = False) -> str:
+def _sshd_config(
+    state: Path, user: str, port: int, kernel_model: bool = False, extra_users: tuple[str, ...] = ()
+) -> str:
     lines = [
         "# fleet lab sshd: loopback only, one user, key auth only.",
         f"ListenAddress {ADDRESS}:{port}",
@@ -306,7 +316,7 @@ def _sshd_config(state: Path, user: str, port: int, kernel_model: bool = False) 
         # The benchmark opens hundreds of connections at once.
         "MaxStartups 1000:30:2000",
         "MaxSessions 200",
-        f"AllowUsers {user}",
+        f"AllowUsers {' '.join((user, *extra_users))}",
         # Bash sources ~/.bashrc for ssh commands only when SHLVL < 2 after its own
         # increment; root's runs pyenv init, 100 ms per connection.
         "SetEnv SHLVL=1",
@@ -320,7 +330,7 @@ def _sshd_config(state: Path, user: str, port: int, kernel_model: bool = False) 
         "LogLevel VERBOSE",
         "Subsystem sftp internal-sftp",
     ]
-    if kernel_model:
+    if kernel_model and not extra_users:
         lines.append(f"ForceCommand {state / 'exec.sh'}")
     if os.getuid() == 0:
         lines.append("PermitRootLogin prohibit-password")
@@ -328,10 +338,15 @@ def _sshd_config(state: Path, user: str, port: int, kernel_model: bool = False) 
         # Newer sshd throttles a source address after failed or aborted sessions; every lab
         # client is 127.0.0.1 and tests fail authentication on purpose.
         lines.append("PerSourcePenalties no")
+    if kernel_model and extra_users:
+        # Only the lab's own user goes through the kernel model (a Match block comes last).
+        lines += [f"Match User {user}", f"    ForceCommand {state / 'exec.sh'}"]
     return "\n".join(lines) + "\n"
 
 
-def _start_sshd(state: Path, user: str, kernel_model: bool = False) -> tuple[int, int]:
+def _start_sshd(
+    state: Path, user: str, kernel_model: bool = False, extra_users: tuple[str, ...] = ()
+) -> tuple[int, int]:
     """Start sshd on a free loopback port; (pid, port) once it answers with an SSH banner."""
     if os.getuid() == 0:
         # Root's sshd chroots its pre-auth child into the privilege separation dir.
@@ -340,7 +355,7 @@ def _start_sshd(state: Path, user: str, kernel_model: bool = False) -> tuple[int
     for attempt in range(5):
         port = _free_port()
         config = state / "sshd_config"
-        _write(config, _sshd_config(state, user, port, kernel_model))
+        _write(config, _sshd_config(state, user, port, kernel_model, extra_users))
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [str(SSHD), "-D", "-e", "-f", str(config)],
