@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit lint deps sshd busybox chromium qemu install clean bench e2e-vm
+.PHONY: demo test unit lint deps sshd busybox chromium sudo qemu install clean bench e2e-vm
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -29,6 +29,12 @@ chromium:
 	@if ! command -v chromium >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "chromium missing (its test skips, fails under CI=true): apt-get install -y chromium" >&2; fi; fi
+
+# sudo asks a real account for its real password in tests/integration/test_sudo.py.
+sudo:
+	@if ! command -v sudo >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo; \
+	  else echo "sudo missing (its test skips, fails under CI=true): apt-get install -y sudo" >&2; fi; fi
 
 $(STAMP): pyproject.toml | deps
 	$(PY) -m venv $(VENV)
@@ -67,7 +73,7 @@ demo: $(STAMP) sshd
 	  echo; echo "first audit exit code $$rc (bit 1: non-compliant hosts, bit 4: unreachable/error hosts)"; \
 	  [ $$rc -ne 2 ] && [ $$rc -lt 8 ] && [ $$fail -eq 0 ]
 
-test: $(STAMP) sshd busybox chromium
+test: $(STAMP) sshd busybox chromium sudo
 	$(BIN)/ruff check fleet tests
 	$(BIN)/pytest -q -m 'not e2e'
 
