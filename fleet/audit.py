@@ -18,6 +18,7 @@ from fleet.become import (
     with_password,
 )
 from fleet.checks import run_checks
+from fleet.endpoint import Endpoint
 from fleet.errors import UsageError
 from fleet.facts import host_facts
 from fleet.findings import UNREACHABLE, HostResult, host_status
@@ -34,8 +35,8 @@ from fleet.ssh import (
     SSHOptions,
     connect,
     known_hosts_files,
-    load_ssh_config,
 )
+from fleet.sshconfig import SSHConfigError, resolve_endpoints
 
 
 @dataclass
@@ -50,13 +51,27 @@ class AuditContext:
     # sleeps through the CPU window holds no slot, so the window is paid once, not per batch.
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(20))
     keys: KeyCache = field(default_factory=KeyCache)
-    ssh_config: paramiko.SSHConfig | None = None
+    # name -> where and as whom to connect, resolved by `ssh -G` in prepare(), before any
+    # host is contacted (fleet.sshconfig).
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # printed once per run by the CLI
     _known: dict[tuple[Path, ...], KnownHosts] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __post_init__(self) -> None:
-        if self.ssh_config is None:
-            self.ssh_config = load_ssh_config(self.ssh.ssh_config)
+    def endpoint(self, host: Host) -> Endpoint:
+        """The host's endpoint; resolved now if prepare() did not (a hand-built context).
+        Raises SSHError when OpenSSH refuses the host's settings."""
+        with self._lock:
+            found = self.endpoints.get(host.name)
+        if found is not None:
+            return found
+        try:
+            res = resolve_endpoints([host], self.ssh.ssh_config)
+        except SSHConfigError as exc:
+            raise SSHError(str(exc)) from None
+        with self._lock:
+            self.warnings += [w for w in res.warnings if w not in self.warnings]
+            return self.endpoints.setdefault(host.name, res.endpoints[host.name])
 
     def known_hosts(self, host: Host) -> KnownHosts:
         files = tuple(known_hosts_files(host, self.ssh.known_hosts))
@@ -116,12 +131,13 @@ def audit_host(host: Host, ctx: AuditContext) -> HostResult:
     start = time.monotonic()
     deadline = ctx.deadline(start)
     try:
+        endpoint = ctx.endpoint(host)
         with ctx.slots:
-            conn = connect(host, ctx.ssh, ctx.known_hosts(host), ctx.keys, ctx.ssh_config, deadline)
+            conn = connect(host, endpoint, ctx.ssh, ctx.known_hosts(host), ctx.keys, deadline)
     except SSHError as exc:
-        return HostResult(
-            host.name, host.address, host.port, UNREACHABLE, str(exc), time.monotonic() - start
-        )
+        where = ctx.endpoints.get(host.name)
+        address, port = (where.address, where.port) if where else (host.address, host.port)
+        return HostResult(host.name, address, port, UNREACHABLE, str(exc), time.monotonic() - start)
     try:
         result = probe_host(conn, host, ctx, deadline)
     except CommandTimeout as exc:
@@ -161,9 +177,12 @@ def prepare(
     cpu_window: int,
     timeout: float | None,
     become_password: str | None = None,
+    ssh_config: Path | None = None,
 ) -> tuple[list[Host], AuditContext, Path]:
     """Targets and context of a run, loaded before any host is contacted: a bad inventory,
-    pattern, playbook or known_hosts file is a usage error (exit 2)."""
+    pattern, playbook, known_hosts file or ssh_config is a usage error (exit 2).
+
+    Every host's SSH settings are resolved here, once, by OpenSSH (`ssh -G`, in parallel)."""
     from fleet.inventory import default_inventory_path, load_inventory
     from fleet.playbook import default_playbook_path, load_playbook
 
@@ -176,10 +195,14 @@ def prepare(
             connect_timeout=connect_timeout,
             known_hosts=known_hosts,
             accept_new_host_keys=accept_new_host_keys,
+            ssh_config=ssh_config,
         ),
         cpu_window=cpu_window,
         host_timeout=timeout,
     )
+    resolved = resolve_endpoints(hosts, ssh_config)
+    ctx.endpoints = resolved.endpoints
+    ctx.warnings = resolved.warnings
     if known_hosts and not known_hosts.exists() and not accept_new_host_keys:
         raise UsageError(f"{known_hosts}: no such known_hosts file")
     return hosts, ctx, playbook_path

@@ -202,6 +202,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_report_parser(sub)
 
+    hosts = sub.add_parser(
+        "hosts",
+        help="where and as whom each host is reached (ssh_config applied); connects to nothing",
+        description="List the targeted hosts as fleet would connect to them: address, port, "
+        "user, keys, jump hosts or proxy command, from the inventory and OpenSSH's own "
+        "reading of ssh_config (ssh -G). Nothing is contacted.",
+    )
+    hosts.add_argument("-i", "--inventory", type=Path, help="Ansible-style YAML inventory")
+    hosts.add_argument(
+        "--limit", action="append", metavar="PATTERN", help="hosts or groups, as for audit"
+    )
+    hosts.add_argument("-v", "--verbose", action="store_true", help="each setting's source")
+    hosts.add_argument("--json", action="store_true", help="machine-readable (docs/json.md)")
+
     lab = sub.add_parser("lab", help="local lab fleet: one real sshd on loopback + host trees")
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--hosts", type=_positive_int, default=6, help="number of hosts (default 6)")
@@ -244,7 +258,7 @@ def _write_output(text: str, path: Path | None) -> None:
 def _prepare(args: argparse.Namespace, cpu_window: int) -> tuple[Any, Any, Path]:
     from fleet.audit import prepare
 
-    return prepare(
+    hosts, ctx, playbook_path = prepare(
         inventory=args.inventory,
         limit=args.limit,
         playbook=args.playbook,
@@ -255,6 +269,26 @@ def _prepare(args: argparse.Namespace, cpu_window: int) -> tuple[Any, Any, Path]
         timeout=args.timeout,
         become_password=getattr(args, "become_password", None),
     )
+    for warning in ctx.warnings:
+        print(f"fleet: warning: {warning}", file=sys.stderr)
+    return hosts, ctx, playbook_path
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    from fleet.hosts import list_hosts
+    from fleet.render import hosts as render
+
+    listed = list_hosts(args.inventory, args.limit)
+    for warning in listed.warnings:
+        print(f"fleet: warning: {warning}", file=sys.stderr)
+    if args.json:
+        from fleet.render.json_out import render_json
+
+        sys.stdout.write(render_json(render.hosts_document(listed.hosts)))
+    else:
+        text = render.render_hosts_verbose(listed.hosts) if args.verbose else ""
+        sys.stdout.write(text + render.render_hosts_table(listed.hosts))
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -505,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         "remediate": cmd_remediate,
         "rollback": cmd_rollback,
         "report": cmd_report,
+        "hosts": cmd_hosts,
         "lab": cmd_lab,
     }
     try:

@@ -405,7 +405,7 @@ def _connect(host: Host, ctx: RemediateContext) -> Connection:
     a = ctx.audit
     deadline = time.monotonic() + a.ssh.connect_timeout * 3
     with a.slots:
-        return connect(host, a.ssh, a.known_hosts(host), a.keys, a.ssh_config, deadline)
+        return connect(host, a.endpoint(host), a.ssh, a.known_hosts(host), a.keys, deadline)
 
 
 def _open(host: Host, ctx: RemediateContext, start: float) -> _Session | HostRemediation:

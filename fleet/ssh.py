@@ -51,7 +51,8 @@ class SSHOptions:
     command_timeout: float = 60.0
     known_hosts: Path | None = None  # --known-hosts
     accept_new_host_keys: bool = False
-    ssh_config: Path | None = field(default_factory=lambda: Path("~/.ssh/config").expanduser())
+    # An explicit ssh_config (`ssh -F`); None: ssh's own ~/.ssh/config and /etc/ssh/ssh_config.
+    ssh_config: Path | None = field(default=None)
     retries: int = 3
 
 
@@ -133,8 +134,10 @@ _DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 
 
 def resolve_endpoint(host: Host, ssh_config: paramiko.SSHConfig | None) -> Endpoint:
-    """Inventory vars win over ~/.ssh/config (as with Ansible); config fills what is unset."""
-    cfg = ssh_config.lookup(host.name) if ssh_config else {}
+    """The fallback where no `ssh` client exists (fleet.sshconfig asks `ssh -G` otherwise):
+    paramiko's reading of ssh_config, looked up by the address Ansible passes to ssh.
+    Inventory vars win; config fills what is unset. No Include, Match exec or ssh args."""
+    cfg = ssh_config.lookup(host.address) if ssh_config else {}
     v = host.vars
     address = host.address if "ansible_host" in v else cfg.get("hostname", host.address)
     port = host.port if "ansible_port" in v else int(cfg.get("port", host.port))
@@ -410,17 +413,17 @@ def _authenticate(t: paramiko.Transport, endpoint: Endpoint, keys: KeyCache) -> 
 
 def connect(
     host: Host,
+    endpoint: Endpoint,
     opts: SSHOptions,
     known: KnownHosts,
     keys: KeyCache,
-    ssh_config: paramiko.SSHConfig | None,
     deadline: float,
 ) -> Connection:
-    """Open an authenticated connection; retry transient connect errors within the deadline.
+    """Open an authenticated connection to `endpoint` (resolved once per run, before the
+    fan-out: fleet.sshconfig); retry transient connect errors within the deadline.
 
     Raises SSHError with a one-line reason naming the problem.
     """
-    endpoint = resolve_endpoint(host, ssh_config)
     retrying = Retrying(
         stop=stop_after_attempt(max(1, opts.retries)),
         wait=wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
@@ -453,6 +456,7 @@ def connect(
 
 
 def load_ssh_config(path: Path | None) -> paramiko.SSHConfig | None:
+    """paramiko's parse of an ssh_config, for the no-`ssh`-client fallback only."""
     if path is None or not path.exists():
         return None
     return paramiko.SSHConfig.from_path(str(path))

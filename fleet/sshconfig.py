@@ -1,0 +1,646 @@
+"""Each host's SSH settings as OpenSSH itself resolves them (`ssh -G`), for the address
+Ansible connects to.
+
+Ansible runs `ssh -o Port=.. -o IdentityFile=".." -o User=".." [ssh args] ADDRESS`; OpenSSH
+matches its config on that ADDRESS (not the inventory name), follows Include and Match, and
+the first value obtained wins. Asking `ssh -G` with the same argv gives exactly those values.
+Fleet adds only what `ssh -G` leaves undone: it expands the tokens of IdentityFile and
+ProxyCommand (printed raw) as ssh would at connect time, keeps key files that exist, and
+resolves every ProxyJump hop with its own `ssh -G`, run as the `ssh -W` OpenSSH starts for it.
+
+Which config line set a value (for `fleet hosts -v`) is read from `ssh -G -vvv`'s account of
+the blocks it applied; the values themselves always come from `ssh -G`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from fleet.endpoint import Endpoint, Hop
+from fleet.errors import UsageError
+from fleet.inventory import Host
+
+__all__ = [
+    "Answer",
+    "Resolution",
+    "SSHConfigError",
+    "ansible_argv",
+    "expand_identity_file",
+    "expand_proxy_command",
+    "parse_jump_spec",
+    "parse_ssh_G",
+    "resolve_endpoints",
+]
+
+# One `ssh -G` costs ~7 ms here, mostly process start and dynamic linking; threads only wait.
+DEFAULT_WORKERS = 16
+_MAX_HOPS = 16  # OpenSSH has no limit of its own; a loop of ProxyJumps would spawn forever
+_TIMEOUT_S = 20.0  # `Match exec` runs user commands
+
+
+class SSHConfigError(UsageError):
+    """ssh_config (or ssh args in the inventory) that OpenSSH itself refuses for a host."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One `ssh -G -vvv` run: the settings it printed and what its debug log says it read."""
+
+    settings: Mapping[str, tuple[str, ...]]
+    reads: tuple[str, ...] = ()  # config files in the order ssh opened them
+    applied: frozenset[tuple[str, int]] = frozenset()  # Host/Match lines that matched
+    includes: Mapping[tuple[str, int], tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def one(self, key: str, default: str | None = None) -> str | None:
+        values = self.settings.get(key)
+        return values[0] if values else default
+
+
+_READ = re.compile(r"debug1: Reading configuration data (.+)$")
+_APPLY = re.compile(r"debug1: (.+) line (\d+): Applying options for ")
+_INCLUDE = re.compile(r"debug3: (.+) line (\d+): Including file (.+) depth \d+$")
+_MATCH_LINE = re.compile(r"debug3: (.+) line (\d+): (?:not )?matched ")
+
+
+def parse_ssh_G(stdout: str, stderr: str = "") -> Answer:
+    """`ssh -G` output (`key value` lines) and its `-vvv` log, as data."""
+    settings: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key:
+            settings.setdefault(key, []).append(value)
+    reads: list[str] = []
+    applied: set[tuple[str, int]] = set()
+    includes: dict[tuple[str, int], list[str]] = {}
+    match_at: tuple[str, int] | None = None
+    for line in stderr.splitlines():
+        if m := _READ.match(line):
+            reads.append(m[1])
+        elif m := _APPLY.match(line):
+            applied.add((m[1], int(m[2])))
+        elif m := _INCLUDE.match(line):
+            includes.setdefault((m[1], int(m[2])), []).append(m[3])
+        elif line.startswith("debug2: checking match for"):
+            match_at = None
+        elif m := _MATCH_LINE.match(line):
+            match_at = (m[1], int(m[2]))
+        elif line.startswith("debug2: match found") and match_at:
+            applied.add(match_at)
+    return Answer(
+        settings=MappingProxyType({k: tuple(v) for k, v in settings.items()}),
+        reads=tuple(reads),
+        applied=frozenset(applied),
+        includes=MappingProxyType({k: tuple(v) for k, v in includes.items()}),
+    )
+
+
+# ------------------------------------------------------------------ the argv, as Ansible
+def ansible_argv(host: Host, config: Path | None = None) -> tuple[str, ...]:
+    """ssh's arguments for `host` in the order Ansible's ssh plugin puts them (first value
+    obtained wins in OpenSSH, so the order is the precedence), ending with the address."""
+    argv: list[str] = []
+    if config is not None:
+        argv += ["-F", str(config)]
+    if "ansible_port" in host.vars:
+        argv += ["-o", f"Port={host.port}"]
+    if host.key_file:
+        argv += ["-o", f'IdentityFile="{host.key_file}"']
+    if host.user:
+        argv += ["-o", f'User="{host.user}"']
+    jump = getattr(host, "jump", None)
+    if jump:  # fleet_jump: before the ssh args, so it wins over a ProxyJump there
+        argv += ["-J", jump]
+    argv += list(getattr(host, "ssh_args", ()))
+    argv.append(host.address)
+    return tuple(argv)
+
+
+def _config_arg(argv: Sequence[str]) -> str | None:
+    """The -F that ssh uses from `argv` (the last one), passed on to each jump's ssh."""
+    found = None
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "-F" and i + 1 < len(argv) - 1:
+            found = argv[i + 1]
+        elif arg.startswith("-F") and len(arg) > 2:
+            found = arg[2:]
+    return found
+
+
+@dataclass(frozen=True)
+class JumpSpec:
+    text: str  # as written
+    user: str | None
+    host: str
+    port: int | None
+
+
+def parse_jump_spec(text: str) -> JumpSpec:
+    """`[user@]host[:port]`, `[user@][v6addr]:port` or `ssh://[user@]host[:port]`."""
+    rest = text.strip()
+    rest = rest.removeprefix("ssh://")
+    user, at, rest = rest.rpartition("@")
+    port_text = ""
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail.removeprefix(":")
+    elif rest.count(":") == 1:
+        host, port_text = rest.split(":")
+    else:
+        host = rest
+    if not host or (port_text and not port_text.isdigit()):
+        raise SSHConfigError(f"ProxyJump {text!r}: not [user@]host[:port]")
+    return JumpSpec(text.strip(), user if at else None, host, int(port_text) if port_text else None)
+
+
+def split_jump(value: str) -> tuple[str | None, str]:
+    """ProxyJump `a,b,c` as OpenSSH splits it: (`a,b` for the next ssh's -J, `c`)."""
+    extra, comma, last = value.rpartition(",")
+    return (extra if comma else None), last
+
+
+def hop_argv(spec: JumpSpec, extra: str | None, config: str | None) -> tuple[str, ...]:
+    """The `ssh -W` OpenSSH starts for the last hop: `ssh -l U -p P -J EXTRA -F CFG HOST`."""
+    argv: list[str] = []
+    if spec.user:
+        argv += ["-l", spec.user]
+    if spec.port:
+        argv += ["-p", str(spec.port)]
+    if extra:
+        argv += ["-J", extra]
+    if config:
+        argv += ["-F", config]
+    argv.append(spec.host)
+    return tuple(argv)
+
+
+# ------------------------------------------------------------------ tokens
+def _passwd() -> pwd.struct_passwd:
+    return pwd.getpwuid(os.getuid())
+
+
+def tilde_expand(path: str) -> str:
+    """`~` and `~user` as OpenSSH expands them: from the password database, not $HOME."""
+    if not path.startswith("~"):
+        return path
+    name, slash, rest = path[1:].partition("/")
+    try:
+        home = pwd.getpwnam(name).pw_dir if name else _passwd().pw_dir
+    except KeyError:
+        raise SSHConfigError(f"{path}: no such user {name!r}") from None
+    return home.rstrip("/") + "/" + rest if slash else home
+
+
+def percent_expand(text: str, tokens: Mapping[str, str], what: str, dollar: bool) -> str:
+    """OpenSSH's percent (and `${ENV}`) expansion: one pass, an unknown token is an error."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "%":
+            key = text[i + 1 : i + 2]
+            if key == "%":
+                out.append("%")
+            elif key in tokens:
+                out.append(tokens[key])
+            else:
+                raise SSHConfigError(f"{what} {text!r}: unknown token %{key}")
+            i += 2
+        elif dollar and text.startswith("${", i):
+            end = text.find("}", i)
+            if end < 0:
+                raise SSHConfigError(f"{what} {text!r}: unterminated ${{")
+            name = text[i + 2 : end]
+            if name not in os.environ:
+                raise SSHConfigError(f"{what} {text!r}: environment variable {name} is not set")
+            out.append(os.environ[name])
+            i = end + 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def identity_tokens(answer: Answer, host_arg: str) -> dict[str, str]:
+    """The tokens OpenSSH 9.2 expands in IdentityFile (no %j before 9.4)."""
+    pw = _passwd()
+    thishost = socket.gethostname()
+    hostname = answer.one("hostname", host_arg) or host_arg
+    port = answer.one("port", "22") or "22"
+    user = answer.one("user", pw.pw_name) or pw.pw_name
+    conn_hash = hashlib.sha1((thishost + hostname + port + user).encode()).hexdigest()
+    return {
+        "C": conn_hash,
+        "L": thishost.split(".")[0],
+        "i": str(pw.pw_uid),
+        "k": answer.one("hostkeyalias") or host_arg,
+        "l": thishost,
+        "n": host_arg,
+        "p": port,
+        "d": pw.pw_dir,
+        "h": hostname,
+        "r": user,
+        "u": pw.pw_name,
+    }
+
+
+def expand_identity_file(path: str, tokens: Mapping[str, str]) -> str:
+    """IdentityFile as ssh opens it: `~` first, then %-tokens and ${ENV}."""
+    return percent_expand(tilde_expand(path), tokens, "IdentityFile", dollar=True)
+
+
+def expand_proxy_command(command: str, answer: Answer, host_arg: str) -> str:
+    """ProxyCommand's tokens (%h %n %p %r %%), the values ssh passes when it runs it."""
+    tokens = {
+        "h": answer.one("hostname", host_arg) or host_arg,
+        "n": host_arg,
+        "p": answer.one("port", "22") or "22",
+        "r": answer.one("user", "") or "",
+    }
+    return percent_expand(command, tokens, "ProxyCommand", dollar=False)
+
+
+# ------------------------------------------------------------------ running ssh -G
+def run_ssh_G(ssh: str, argv: Sequence[str]) -> Answer:
+    """One `ssh -G -vvv ARGV`; a refusal becomes SSHConfigError with ssh's own words."""
+    try:
+        proc = subprocess.run(
+            [ssh, "-G", "-vvv", *argv],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SSHConfigError(f"ssh -G did not finish in {_TIMEOUT_S:g} s (a Match exec?)") from None
+    if proc.returncode != 0:
+        noise = ("debug", "OpenSSH_", "Pseudo-terminal")
+        lines = [ln for ln in proc.stderr.splitlines() if ln and not ln.startswith(noise)]
+        raise SSHConfigError("; ".join(lines[-3:]) or f"ssh -G exited {proc.returncode}")
+    return parse_ssh_G(proc.stdout, proc.stderr)
+
+
+class _Cache:
+    """`ssh -G` answers by argv: each distinct argv runs once per fleet run."""
+
+    def __init__(self, ssh: str, workers: int) -> None:
+        self.ssh = ssh
+        self.workers = workers
+        self.answers: dict[tuple[str, ...], Answer | SSHConfigError] = {}
+        self.runs = 0
+
+    def fill(self, argvs: Iterable[tuple[str, ...]]) -> None:
+        todo = list(dict.fromkeys(a for a in argvs if a not in self.answers))
+        if not todo:
+            return
+        self.runs += len(todo)
+
+        def one(argv: tuple[str, ...]) -> Answer | SSHConfigError:
+            try:
+                return run_ssh_G(self.ssh, argv)
+            except SSHConfigError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(todo)))) as pool:
+            for argv, answer in zip(todo, pool.map(one, todo), strict=True):
+                self.answers[argv] = answer
+
+    def get(self, argv: tuple[str, ...]) -> Answer:
+        if argv not in self.answers:
+            self.fill([argv])
+        answer = self.answers[argv]
+        if isinstance(answer, SSHConfigError):
+            raise answer
+        return answer
+
+
+# ------------------------------------------------------------------ attribution
+_KEYWORD = re.compile(r"\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*?)\s*$")
+
+
+def _config_lines(
+    path: str, memo: dict[str, list[tuple[int, str, str]]]
+) -> list[tuple[int, str, str]]:
+    if path not in memo:
+        lines: list[tuple[int, str, str]] = []
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            text = ""
+        for n, raw in enumerate(text.splitlines(), 1):
+            if raw.lstrip().startswith("#"):
+                continue
+            if m := _KEYWORD.match(raw):
+                lines.append((n, m[1].lower(), m[2]))
+        memo[path] = lines
+    return memo[path]
+
+
+def config_lines_applied(
+    answer: Answer, memo: dict[str, list[tuple[int, str, str]]]
+) -> list[tuple[str, int, str, str]]:
+    """Every config line (file, line, keyword, value) in a block ssh applied, in the order
+    ssh read them (an Include's lines at the Include)."""
+    included = {f for files in answer.includes.values() for f in files}
+    out: list[tuple[str, int, str, str]] = []
+
+    def walk(path: str, active: bool, depth: int) -> None:
+        for n, kw, value in _config_lines(path, memo):
+            if kw in ("host", "match"):
+                active = (path, n) in answer.applied
+            elif kw == "include":
+                if depth < 16:
+                    for inc in answer.includes.get((path, n), ()):
+                        walk(inc, active, depth + 1)
+            elif active:
+                out.append((path, n, kw, value))
+
+    for root in dict.fromkeys(answer.reads):
+        if root not in included:
+            walk(root, True, 0)
+    return out
+
+
+_FLAGS = {"port": "-p", "user": "-l", "identityfile": "-i", "proxyjump": "-J"}
+
+
+def _cmdline_sets(argv: Sequence[str], keyword: str) -> bool:
+    """Does `argv` (ssh args from the inventory) set `keyword` (-o Key=.., or its flag)?"""
+    return bool(_option_values(argv, keyword, _FLAGS.get(keyword)))
+
+
+class _Sources:
+    """Where each of one host's settings came from, for `fleet hosts -v`."""
+
+    def __init__(self, host: Host, answer: Answer, memo: dict[str, list[tuple[int, str, str]]]):
+        self.host = host
+        self.lines = config_lines_applied(answer, memo)
+        self.ssh_args = tuple(getattr(host, "ssh_args", ()))
+        self.var_sources: Mapping[str, Any] = getattr(host, "var_sources", None) or {}
+
+    def var(self, name: str) -> str:
+        where = self.var_sources.get(name)
+        return f"inventory var {name}" + (f" ({where})" if where else "")
+
+    def config(self, keyword: str) -> list[str]:
+        return [f"ssh_config {f}:{n}" for f, n, kw, _ in self.lines if kw == keyword]
+
+    def args(self, keyword: str) -> str | None:
+        if not _cmdline_sets(self.ssh_args, keyword):
+            return None
+        for var in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+            if var in self.host.vars and _cmdline_sets(
+                shlex.split(str(self.host.vars[var])), keyword
+            ):
+                return self.var(var)
+        return "inventory ssh args"
+
+    def first(self, keyword: str, inventory_var: str | None, default: str) -> str:
+        if inventory_var and inventory_var in self.host.vars:
+            return self.var(inventory_var)
+        found = self.args(keyword) or next(iter(self.config(keyword)), None)
+        return found or default
+
+
+def _unquote(text: str) -> str:
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        return text
+    return parts[0] if len(parts) == 1 else text
+
+
+def _option_values(argv: Sequence[str], keyword: str, flag: str | None) -> list[str]:
+    """Values `argv` gives `keyword` (`-o Key=v`, `-oKey v`, or its flag), in order."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if flag and arg == flag and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif flag and arg.startswith(flag) and len(arg) > 2:
+            out.append(arg[2:])
+        opt = argv[i + 1] if arg == "-o" and i + 1 < len(argv) else None
+        if arg.startswith("-o") and len(arg) > 2:
+            opt = arg[2:]
+        if opt:
+            key, _, value = opt.strip().partition("=") if "=" in opt else opt.strip().partition(" ")
+            if key.strip().lower() == keyword:
+                out.append(_unquote(value.strip()))
+    return out
+
+
+def _key_sources(host: Host, s: _Sources) -> list[tuple[str, str]]:
+    """(IdentityFile as written, where) in the order ssh collects them: command line first."""
+    out: list[tuple[str, str]] = []
+    if host.key_file:
+        out.append((host.key_file, s.var("ansible_ssh_private_key_file")))
+    for value in _option_values(s.ssh_args, "identityfile", "-i"):
+        out.append((value, s.args("identityfile") or "inventory ssh args"))
+    for f, n, kw, value in s.lines:
+        if kw == "identityfile":
+            out.append((_unquote(value), f"ssh_config {f}:{n}"))
+    return out
+
+
+# ------------------------------------------------------------------ endpoints
+def _key_files(answer: Answer, host_arg: str) -> tuple[list[str], list[str]]:
+    """(existing key files in ssh's order, missing ones); duplicates kept once."""
+    tokens = identity_tokens(answer, host_arg)
+    found: list[str] = []
+    missing: list[str] = []
+    for raw in answer.settings.get("identityfile", ()):
+        path = expand_identity_file(raw, tokens)
+        if path in found or path in missing:
+            continue
+        (found if os.path.isfile(path) else missing).append(path)
+    return found, missing
+
+
+def _hop(spec: JumpSpec, answer: Answer) -> Hop:
+    keys, _ = _key_files(answer, spec.host)
+    return Hop(
+        name=spec.text,
+        address=answer.one("hostname", spec.host) or spec.host,
+        port=int(answer.one("port", "22") or 22),
+        user=answer.one("user") or _passwd().pw_name,
+        key_files=tuple(keys),
+    )
+
+
+def _jump_argv(
+    answer: Answer, parent_argv: Sequence[str]
+) -> tuple[JumpSpec, tuple[str, ...]] | None:
+    value = answer.one("proxyjump")
+    if not value or value.lower() == "none" or answer.one("proxycommand") not in (None, "none"):
+        return None
+    extra, last = split_jump(value)
+    spec = parse_jump_spec(last)
+    return spec, hop_argv(spec, extra, _config_arg(parent_argv))
+
+
+def _chain(
+    answer: Answer, argv: tuple[str, ...], cache: _Cache, seen: tuple[tuple[str, ...], ...] = ()
+) -> tuple[Hop, ...]:
+    """Jump hosts first to last, each resolved by the ssh -W OpenSSH would run for it (so the
+    first hop's own ProxyJump applies, recursively)."""
+    nxt = _jump_argv(answer, argv)
+    if nxt is None:
+        return ()
+    spec, hargv = nxt
+    if hargv in seen or len(seen) >= _MAX_HOPS:
+        raise SSHConfigError(f"ProxyJump loop through {spec.text!r}")
+    hop_answer = cache.get(hargv)
+    if hop_answer.one("proxycommand") not in (None, "none"):
+        raise SSHConfigError(
+            f"jump host {spec.text!r} is reached by a ProxyCommand; "
+            "fleet follows ProxyJump hops only"
+        )
+    return (*_chain(hop_answer, hargv, cache, (*seen, hargv)), _hop(spec, hop_answer))
+
+
+def _prefetch_hops(answers: Iterable[tuple[Answer, tuple[str, ...]]], cache: _Cache) -> None:
+    """Run the hops' ssh -G level by level, each level in parallel."""
+    level = list(answers)
+    for _ in range(_MAX_HOPS):
+        nexts: list[tuple[str, ...]] = []
+        for answer, argv in level:
+            try:
+                found = _jump_argv(answer, argv)
+            except SSHConfigError:
+                continue  # reported when the chain is built
+            if found:
+                nexts.append(found[1])
+        fresh = [a for a in dict.fromkeys(nexts) if a not in cache.answers]
+        if not fresh:
+            return
+        cache.fill(fresh)
+        level = [(a, argv) for argv in fresh if isinstance(a := cache.answers[argv], Answer)]
+
+
+def endpoint_from_answer(
+    host: Host,
+    argv: tuple[str, ...],
+    answer: Answer,
+    cache: _Cache,
+    memo: dict[str, list[tuple[int, str, str]]] | None = None,
+) -> Endpoint:
+    """The endpoint fleet connects to, from the host's own `ssh -G` answer."""
+    s = _Sources(host, answer, {} if memo is None else memo)
+    tokens = identity_tokens(answer, host.address)
+    written = _key_sources(host, s)
+    keys: list[str] = []
+    key_notes: list[str] = []
+    for raw in answer.settings.get("identityfile", ()):
+        path = expand_identity_file(raw, tokens)
+        where = next((src for value, src in written if value == raw), "default")
+        if path in keys:
+            continue
+        if os.path.isfile(path):
+            keys.append(path)
+            key_notes.append(f"{path} ({where})")
+        elif where != "default":  # ssh skips absent default keys silently; so do we
+            key_notes.append(f"{path} (missing, skipped; {where})")
+    proxy_command = None
+    proxy = answer.one("proxycommand")
+    if proxy and proxy.lower() != "none":
+        proxy_command = expand_proxy_command(proxy, answer, host.address)
+    jump = _chain(answer, argv, cache)
+
+    named = s.var("ansible_host") if "ansible_host" in host.vars else "inventory name"
+    sources = {
+        "address": s.args("hostname") or next(iter(s.config("hostname")), None) or named,
+        "port": s.first("port", "ansible_port", "default (22)"),
+        "user": s.first("user", "ansible_user", "default (local user)"),
+        "key_files": "; ".join(key_notes) or "none",
+    }
+    if proxy_command:
+        sources["proxy"] = s.args("proxycommand") or next(iter(s.config("proxycommand")), "?")
+    elif jump:
+        via = s.var("fleet_jump") if getattr(host, "jump", None) else None
+        via = via or s.args("proxyjump") or next(iter(s.config("proxyjump")), "?")
+        sources["proxy"] = f"ProxyJump from {via}; each hop resolved by its own ssh -G"
+    else:
+        sources["proxy"] = "direct"
+    return Endpoint(
+        address=answer.one("hostname", host.address) or host.address,
+        port=int(answer.one("port", "22") or 22),
+        user=answer.one("user") or _passwd().pw_name,
+        key_files=tuple(keys),
+        proxy_command=proxy_command,
+        jump=jump,
+        sources=MappingProxyType(sources),
+    )
+
+
+@dataclass
+class Resolution:
+    endpoints: dict[str, Endpoint]
+    warnings: list[str] = field(default_factory=list)
+    ssh_runs: int = 0  # distinct `ssh -G` argvs run (hosts sharing an argv share one run)
+
+
+def ssh_client() -> str | None:
+    return shutil.which("ssh")
+
+
+def resolve_endpoints(
+    hosts: Sequence[Host],
+    config: Path | None = None,
+    *,
+    ssh: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Resolution:
+    """Every host's Endpoint, before anything connects. `config` is an explicit ssh_config
+    (`ssh -F`); None lets ssh read ~/.ssh/config and /etc/ssh/ssh_config as it always does.
+
+    Raises SSHConfigError naming the host when OpenSSH refuses its settings."""
+    ssh = ssh or ssh_client()
+    if ssh is None:
+        return _fallback(hosts, config)
+    cache = _Cache(ssh, workers)
+    argvs = {h.name: ansible_argv(h, config) for h in hosts}
+    cache.fill(argvs.values())
+    _prefetch_hops(
+        (
+            (a, argv)
+            for argv in dict.fromkeys(argvs.values())
+            if isinstance(a := cache.answers[argv], Answer)
+        ),
+        cache,
+    )
+    memo: dict[str, list[tuple[int, str, str]]] = {}
+    endpoints: dict[str, Endpoint] = {}
+    for h in hosts:
+        try:
+            endpoints[h.name] = endpoint_from_answer(
+                h, argvs[h.name], cache.get(argvs[h.name]), cache, memo
+            )
+        except SSHConfigError as exc:
+            raise SSHConfigError(f"host '{h.name}' ({h.address}): ssh_config: {exc}") from None
+    return Resolution(endpoints, [], cache.runs)
+
+
+def _fallback(hosts: Sequence[Host], config: Path | None) -> Resolution:
+    from fleet.ssh import load_ssh_config, resolve_endpoint
+
+    cfg = load_ssh_config(config or Path(_passwd().pw_dir) / ".ssh" / "config")
+    endpoints = {h.name: resolve_endpoint(h, cfg) for h in hosts}
+    warning = (
+        "no ssh client found: ssh_config read by paramiko's parser "
+        "(no Include or Match; install openssh-client for OpenSSH's own reading)"
+    )
+    return Resolution(endpoints, [warning], 0)
