@@ -10,7 +10,7 @@ import pytest
 
 from fleet.hostkeys import HostKeyProblem, KnownHosts, host_key_name
 from fleet.inventory import load_inventory
-from fleet.ssh import is_timeout, is_transient, proxy_jump_command, resolve_endpoint
+from fleet.ssh import is_timeout, is_transient, resolve_endpoint
 
 
 @pytest.mark.parametrize(
@@ -115,25 +115,26 @@ def test_inventory_vars_win_over_ssh_config_which_fills_the_rest(tmp_path: Path)
     assert (e2.address, e2.port, e2.user) == ("192.0.2.9", 22, "root")
 
 
-def test_proxy_jump_resolves_each_hop_with_its_own_config(tmp_path: Path) -> None:
+def test_fallback_matches_the_address_and_resolves_each_hop_with_its_own_config(
+    tmp_path: Path,
+) -> None:
+    """paramiko fallback (no ssh client): like ssh, it looks the config up by ansible_host."""
     cfg = tmp_path / "config"
-    cfg.write_text("Host edge-*\n  ProxyJump bastion1,admin@bastion2:2222\n")
     inv = tmp_path / "inv.yml"
     inv.write_text("all:\n  hosts:\n    edge-1: {ansible_host: 'fd00::7'}\n")
     host = load_inventory(inv).hosts["edge-1"]
     cfg.write_text(
-        "Host edge-*\n  ProxyJump bastion1,admin@bastion2:2222\n"
+        "Host edge-*\n  Port 2999\n"
+        "Host fd00::*\n  ProxyJump bastion1,admin@bastion2:2222\n"
         "Host bastion1\n  HostName 198.51.100.1\n  User ops\n  Port 2200\n"
     )
     e = resolve_endpoint(host, paramiko.SSHConfig.from_path(str(cfg)))
     assert e.proxy_command is None
+    assert e.port == 22  # the inventory name's block does not apply
     assert [(h.address, h.port, h.user) for h in e.jump] == [
         ("198.51.100.1", 2200, "ops"),
         ("bastion2", 2222, "admin"),
     ]
-    assert proxy_jump_command(e.jump, e.address, e.port) == (
-        "ssh -o BatchMode=yes -J bastion1 -W '[fd00::7]:22' admin@bastion2:2222"
-    )
 
 
 def test_aead_ciphers_are_offered_first_and_nothing_is_dropped() -> None:
