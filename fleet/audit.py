@@ -224,11 +224,14 @@ def audit_fleet(
     started = utc_now()
     ctx.slots = threading.Semaphore(forks)
     workers = max(forks, min(len(hosts), max_open)) if ctx.cpu_window > 0 else forks
-    results = run_hosts(
-        hosts,
-        lambda h: audit_host(h, ctx),
-        workers=workers,
-        progress=progress,
-        is_failure=lambda r: r.status in (UNREACHABLE, "error"),
-    )
+    try:
+        results = run_hosts(
+            hosts,
+            lambda h: audit_host(h, ctx),
+            workers=workers,
+            progress=progress,
+            is_failure=lambda r: r.status in (UNREACHABLE, "error"),
+        )
+    finally:
+        ctx.ssh.jumps.close()  # the run's bastion connections (fleet/jump.py)
     return AuditRun(started, utc_now(), results)

@@ -645,6 +645,7 @@ def plan_fleet(hosts: list[Host], ctx: RemediateContext, forks: int) -> Remediat
     out = run_hosts(
         hosts, lambda h: plan_host(h, ctx), workers=forks, progress=Progress(len(hosts))
     )
+    ctx.audit.ssh.jumps.close()  # the run's bastion connections (fleet/jump.py)
     return RemediationRun(ctx.run_id, started, utc_now(), out)
 
 
@@ -678,6 +679,7 @@ def remediate_fleet(
             failed += rem.failed
         if failed > max_fail and note is None:
             note = f"failure budget exceeded: {failed} failed > --max-fail {max_fail}"
+    ctx.audit.ssh.jumps.close()
     return RemediationRun(ctx.run_id, started, utc_now(), [results[h.name] for h in hosts], note)
 
 
@@ -694,6 +696,7 @@ def rollback_fleet(
         return rollback_host(h, ctx, run)
 
     out = run_hosts(hosts, one, workers=forks, progress=Progress(len(hosts)))
+    ctx.audit.ssh.jumps.close()
     return RemediationRun(run.run_id, started, utc_now(), out)
 
 

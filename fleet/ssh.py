@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from paramiko import Channel
@@ -35,6 +36,7 @@ from fleet.become import (
 from fleet.endpoint import Endpoint, Hop
 from fleet.hostkeys import HostKeyProblem, KnownHosts, host_key_name
 from fleet.inventory import Host
+from fleet.jump import ChannelSocket, JumpError, JumpPool, describe, via_ssh_command
 
 
 class SSHError(Exception):
@@ -54,6 +56,8 @@ class SSHOptions:
     # An explicit ssh_config (`ssh -F`); None: ssh's own ~/.ssh/config and /etc/ssh/ssh_config.
     ssh_config: Path | None = field(default=None)
     retries: int = 3
+    # The run's bastion connections (one per jump chain), shared by every host of the run.
+    jumps: JumpPool = field(default_factory=JumpPool, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -308,27 +312,128 @@ def _drain(chan: paramiko.Channel, recv, deadline: float) -> bytes:  # type: ign
         parts.append(data)
 
 
-def proxy_jump_command(hops: tuple[Hop, ...], address: str, port: int) -> str:
+def proxy_jump_command(
+    hops: tuple[Hop, ...],
+    address: str,
+    port: int,
+    known_hosts: tuple[Path, ...] = (),
+    accept_new: bool = False,
+) -> str:
     """ProxyJump as the ProxyCommand OpenSSH itself would run: `ssh -W host:port` via the
-    last hop, earlier hops through -J (the jump hosts' keys are ssh's own business)."""
+    last hop (`-l`/`-p` from its spec, as ssh does), earlier hops through -J.
+
+    Only used with FLEET_JUMP_VIA=ssh (the benchmark's baseline). With `known_hosts`, the
+    last hop's key is checked against the same files as fleet checks the target's."""
     target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     argv = ["ssh", "-o", "BatchMode=yes"]
+    if known_hosts:
+        argv += ["-o", "UserKnownHostsFile=" + " ".join(str(f) for f in known_hosts)]
+        argv += ["-o", f"StrictHostKeyChecking={'accept-new' if accept_new else 'yes'}"]
     if len(hops) > 1:
         argv += ["-J", ",".join(h.name for h in hops[:-1])]
-    argv += ["-W", target, hops[-1].name]
+    user, name, hop_port = _jump_spec(hops[-1].name)
+    if user:
+        argv += ["-l", user]
+    if hop_port:
+        argv += ["-p", hop_port]
+    argv += ["-W", target, name]
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def _socket(endpoint: Endpoint, timeout: float) -> socket.socket | paramiko.ProxyCommand:
+def _jump_spec(spec: str) -> tuple[str, str, str]:
+    """`[user@]host[:port]` (or `ssh://...`) of ProxyJump -> (user, host, port); `ssh` takes
+    no port in a plain destination, so it goes to -p."""
+    spec = spec.strip().removeprefix("ssh://")
+    user, _, rest = spec.rpartition("@")
+    if rest.startswith("["):
+        name, _, tail = rest[1:].partition("]")
+        return user, name, tail.removeprefix(":")
+    if rest.count(":") == 1:
+        name, port = rest.split(":")
+        return user, name, port
+    return user, rest, ""
+
+
+def _socket(
+    endpoint: Endpoint,
+    timeout: float,
+    opts: SSHOptions,
+    known: KnownHosts,
+    keys: KeyCache,
+    deadline: float,
+) -> socket.socket | paramiko.ProxyCommand | ChannelSocket:
+    """What the target's Transport runs over: a TCP socket, a ProxyCommand's pipes, or a
+    direct-tcpip channel of the run's one connection to the bastion."""
     if endpoint.proxy_command:
         return paramiko.ProxyCommand(endpoint.proxy_command)
-    if endpoint.jump:
-        cmd = proxy_jump_command(endpoint.jump, endpoint.address, endpoint.port)
+    if endpoint.jump and via_ssh_command():
+        cmd = proxy_jump_command(
+            endpoint.jump,
+            endpoint.address,
+            endpoint.port,
+            tuple(known.files),
+            opts.accept_new_host_keys,
+        )
         return paramiko.ProxyCommand(cmd)
+    if endpoint.jump:
+        try:
+            return opts.jumps.channel(
+                endpoint.jump,
+                (endpoint.address, endpoint.port),
+                known,
+                opts.accept_new_host_keys,
+                keys,
+                opts.connect_timeout,
+                deadline,
+            )
+        except JumpError as exc:
+            raise SSHError(str(exc)) from None
     sock = socket.create_connection((endpoint.address, endpoint.port), timeout=timeout)
     # Nagle + delayed ACK cost two 40 ms stalls per handshake on loopback and LAN.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+class _JumpedConnection(Connection):
+    """A target reached through a bastion's channel. If the bastion goes away mid-command,
+    the target's transport only sees its channel close; say which bastion it was."""
+
+    def start(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().start(*args, **kwargs)
+        except (paramiko.SSHException, EOFError, OSError):
+            lost = self._bastion_lost()
+            if lost is None:
+                raise
+            raise lost from None
+
+    def collect(self, *args: Any, **kwargs: Any) -> RunResult:
+        try:
+            res = super().collect(*args, **kwargs)
+        except (paramiko.SSHException, EOFError, OSError, CommandTimeout):
+            lost = self._bastion_lost()
+            if lost is None:
+                raise
+            raise lost from None
+        if res.rc == -1:  # no exit status: the session ended without one
+            lost = self._bastion_lost()
+            if lost is not None:
+                raise lost
+        return res
+
+    def _bastion_lost(self) -> paramiko.SSHException | None:
+        """The error naming the bastion when its connection is gone, else None."""
+        if self.transport.is_active():
+            return None
+        sock = self.transport.sock
+        if not isinstance(sock, ChannelSocket):
+            return None
+        bastion = sock.bastion_transport()
+        # The bastion's transport closes its channels before it marks itself inactive.
+        bastion.join(timeout=1.0)
+        if bastion.is_active():
+            return None
+        return paramiko.SSHException(f"via bastion {describe(self.endpoint.jump)}: it went away")
 
 
 # AEAD ciphers first: with AES-GCM paramiko has no separate MAC to compute and check per
@@ -368,7 +473,7 @@ def _connect_once(
     deadline: float,
 ) -> Connection:
     timeout = max(0.1, min(opts.connect_timeout, deadline - time.monotonic()))
-    sock = _socket(endpoint, timeout)
+    sock = _socket(endpoint, timeout, opts, known, keys, deadline)
     t = paramiko.Transport(sock)
     try:
         t.banner_timeout = timeout
@@ -384,6 +489,8 @@ def _connect_once(
         # The contract: no authentication attempt before the host key is accepted.
         known.verify(name, t.get_remote_server_key(), opts.accept_new_host_keys)
         _authenticate(t, endpoint, keys)
+        if isinstance(sock, ChannelSocket):
+            return _JumpedConnection(t, endpoint)
         return Connection(t, endpoint)
     except BaseException:
         t.close()
