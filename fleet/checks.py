@@ -9,9 +9,7 @@ from typing import Any
 from fleet.facts import (
     HostFacts,
     event_fires,
-    ini_commented_key,
     lockdown_mode,
-    netdata_bool,
     parse_bool_file,
     parse_enabled_functions,
     parse_ini,
@@ -20,6 +18,7 @@ from fleet.facts import (
     parse_set_event,
 )
 from fleet.findings import Finding
+from fleet.netdataconf import PLUGINS, load_netdata_config, netdata_true, plugin_enabled
 from fleet.playbook import CheckSpec, Playbook
 from fleet.probe import FileRead
 
@@ -221,32 +220,18 @@ def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Fin
 
 
 def _netdata_config(facts: HostFacts) -> tuple[bool | None, str]:
-    """Whether netdata.conf turns the eBPF plugin on, and how that was decided."""
-    plugins_installed = [
-        p
-        for p in facts.netdata_plugins
-        if p.endswith("/ebpf.plugin") or p.endswith("/ebpf-go.plugin")
-    ]
+    """Whether netdata.conf turns the eBPF plugin on, as netdata itself reads the file."""
     conf = facts.netdata_conf
-    text = conf.text if conf is not None and conf.ok else ""
-    section = parse_ini(text or "").get("plugins", {})
+    config = load_netdata_config(conf.text or "" if conf is not None and conf.ok else "")
     decisions = []
     on = False
-    for key in ("ebpf", "ebpf-go"):
-        if not any(p.endswith(f"/{key}.plugin") for p in plugins_installed) and key not in section:
+    for plugin in ("ebpf", "ebpf-go"):
+        installed = any(p.endswith(f"/{plugin}.plugin") for p in facts.netdata_plugins)
+        if not installed and config.get(PLUGINS, plugin) is None:
             continue
-        if key in section:
-            value = netdata_bool(section[key])
-            decisions.append(f"[plugins] {key} = {section[key]}")
-            on |= bool(value)
-        else:
-            default = netdata_bool(section.get("enable running new plugins", "yes"))
-            commented = " (commented)" if ini_commented_key(text or "", "plugins", key) else ""
-            decisions.append(
-                f"[plugins] {key} absent{commented}: runs by default "
-                f"(enable running new plugins = {'yes' if default else 'no'})"
-            )
-            on |= bool(default)
+        enabled, how = plugin_enabled(config, plugin)
+        decisions.append(how)
+        on |= enabled
     return on, "; ".join(decisions) or "no eBPF plugin installed and no [plugins] ebpf key"
 
 
@@ -269,9 +254,9 @@ def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
         "version": facts.netdata_version_text,
     }
     if facts.ebpf_conf is not None and facts.ebpf_conf.ok:
-        progs = parse_ini(facts.ebpf_conf.text or "").get("ebpf programs", {})
+        progs = load_netdata_config(facts.ebpf_conf.text or "").sections.get("ebpf programs", {})
         evidence["ebpf_d_conf"] = facts.ebpf_conf_path
-        evidence["programs_on"] = sorted(k for k, v in progs.items() if netdata_bool(v))
+        evidence["programs_on"] = sorted(k for k, v in progs.items() if netdata_true(v.value))
     if on:
         state = f"running (pid {', '.join(map(str, running))})" if running else "not running now"
         return _finding(

@@ -169,13 +169,14 @@ def parse_enabled_functions(text: str) -> list[FtraceFunction]:
 
 # ---------------------------------------------------------------- netdata
 def parse_ini(text: str) -> dict[str, dict[str, str]]:
-    """netdata's ini dialect: `[section]`, `key = value`; `#`/`;` lines are comments.
+    """A generic ini file (a playbook's own `ini` file checks; netdata's files are read by
+    fleet.netdataconf): `[section]`, `key = value`; `#`/`;` lines are comments.
 
     Keys keep their inner spaces (`ebpf load mode`); sections and keys compare lower-case.
     """
     sections: dict[str, dict[str, str]] = {}
     current = sections.setdefault("", {})
-    for raw in text.splitlines():
+    for raw in text.split("\n"):  # C programs split lines on \n alone
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
@@ -186,28 +187,6 @@ def parse_ini(text: str) -> dict[str, dict[str, str]]:
         if sep:
             current[key.strip().lower()] = value.strip()
     return sections
-
-
-def ini_commented_key(text: str, section: str, key: str) -> bool:
-    """True when `key` appears only commented out in `section` (netdata ships defaults so)."""
-    current = ""
-    pattern = re.compile(r"^[#;]\s*" + re.escape(key) + r"\s*=", re.IGNORECASE)
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("[") and line.endswith("]"):
-            current = line[1:-1].strip().lower()
-        elif current == section and pattern.match(line):
-            return True
-    return False
-
-
-_TRUE = {"yes", "true", "on", "1", "auto"}
-_FALSE = {"no", "false", "off", "0"}
-
-
-def netdata_bool(value: str) -> bool | None:
-    v = value.strip().lower()
-    return True if v in _TRUE else False if v in _FALSE else None
 
 
 _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")

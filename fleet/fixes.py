@@ -20,7 +20,6 @@ plans nothing. Steps run in the order the kernel requires (FIX_ORDER):
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -31,6 +30,7 @@ from fleet.facts import (
     parse_kprobes_list,
     parse_set_event,
 )
+from fleet.netdataconf import PLUGINS, set_netdata_value
 
 FIX_ORDER = (
     "netdata.ebpf_off",
@@ -83,66 +83,6 @@ def _lines_text(lines: list[str]) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-# ---------------------------------------------------------------- netdata.conf editing
-_SECTION_RE = re.compile(r"^\s*\[([^\]]*)\]\s*$")
-
-
-def set_ini_value(text: str, section: str, key: str, value: str) -> str:
-    """`text` with `key = value` in `[section]`; every other byte kept.
-
-    Active lines of the key in the section get the new value (their indentation kept); if
-    none, the line goes after the key's commented default (netdata ships those), else at the
-    end of the section; with no such section, a new one is appended.
-    """
-    lines = text.splitlines(keepends=True)
-    key_re = re.compile(r"^(\s*)" + re.escape(key) + r"(\s*=\s*)(.*?)(\s*)$", re.IGNORECASE)
-    commented_re = re.compile(r"^(\s*)[#;]\s*" + re.escape(key) + r"\s*=", re.IGNORECASE)
-    current = ""
-    hits: list[int] = []
-    comment_at: int | None = None
-    section_end: int | None = None
-    indent = "    "
-    for i, line in enumerate(lines):
-        m = _SECTION_RE.match(line)
-        if m:
-            if current == section.lower() and section_end is None:
-                section_end = i
-            current = m.group(1).strip().lower()
-            continue
-        if current != section.lower():
-            continue
-        if key_re.match(line.rstrip("\r\n")):
-            hits.append(i)
-        elif commented_re.match(line) and comment_at is None:
-            comment_at = i
-            indent = commented_re.match(line).group(1)  # type: ignore[union-attr]
-    eol = "\r\n" if text.endswith("\r\n") else "\n"
-    if hits:
-        for i in hits:
-            body = lines[i].rstrip("\r\n")
-            ending = lines[i][len(body) :]
-            m = key_re.match(body)
-            assert m is not None
-            lines[i] = body[: m.start(3)] + value + m.group(4) + ending
-        return "".join(lines)
-    new_line = f"{indent}{key} = {value}{eol}"
-    if comment_at is not None:
-        lines.insert(comment_at + 1, new_line)
-        return "".join(lines)
-    if current == section.lower() and section_end is None:
-        section_end = len(lines)
-    if section_end is not None:
-        at = section_end
-        while at > 0 and not lines[at - 1].strip():
-            at -= 1  # before the blank lines that separate sections
-        if at > 0 and not lines[at - 1].endswith("\n"):
-            lines[at - 1] += eol
-        lines.insert(at, new_line)
-        return "".join(lines)
-    prefix = "" if not text or text.endswith("\n") else eol
-    return f"{text}{prefix}{eol if text else ''}[{section}]{eol}{new_line}"
-
-
 # ---------------------------------------------------------------- planning
 @dataclass(frozen=True)
 class PlanInput:
@@ -180,9 +120,9 @@ def plan_netdata(facts: HostFacts, inp: PlanInput) -> Step | None:
     if "\ufffd" in old or "\0" in old:
         step.blocked = f"{path} is not UTF-8 text; edit it by hand"
         return step
-    new = set_ini_value(old, "plugins", "ebpf", "no")
+    new = set_netdata_value(old, PLUGINS, "ebpf", "no")
     if any(p.endswith("/ebpf-go.plugin") for p in facts.netdata_plugins):
-        new = set_ini_value(new, "plugins", "ebpf-go", "no")
+        new = set_netdata_value(new, PLUGINS, "ebpf-go", "no")
     step.ops = [Op("file", path, old, new), restart]
     step.undo = [Op("file", path, new, old), restart]
     step.changes = [Change(path, old, new)]

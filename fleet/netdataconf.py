@@ -19,6 +19,7 @@ is one of its rules, checked against Debian's netdata 1.37.1 binary
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ _C_SPACE = b" \t\n\v\f\r"
 _TRUE = ("yes", "true", "on", "auto", "on demand")
 PLUGINS = "plugins"
 NEW_PLUGINS_KEY = "enable running new plugins"
+_COMMENTED = re.compile(rb"#[ \t]*([^=#]*?)[ \t]*=")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class Setting:
 @dataclass(frozen=True)
 class NetdataConfig:
     sections: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
+    # Keys seen only as `# key = value` per section: netdata ships its defaults so.
+    commented: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def get(self, section: str, key: str) -> Setting | None:
         return self.sections.get(section, {}).get(key)
@@ -53,27 +57,34 @@ def netdata_true(value: str) -> bool:
     return value.lower() in _TRUE
 
 
-def config_reads(data: bytes) -> Iterator[bytes]:
-    """What each fgets(buffer, 8192) call returns, as the C string netdata then sees."""
-    pos, end = 0, len(data)
-    while pos < end:
+def config_reads(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """Each fgets(buffer, 8192) read: its (start, end) in `data` and the C string netdata
+    then sees (up to a NUL)."""
+    pos, size = 0, len(data)
+    while pos < size:
         newline = data.find(b"\n", pos, pos + LINE_MAX)
-        stop = newline + 1 if newline >= 0 else min(pos + LINE_MAX, end)
-        chunk = data[pos:stop]
-        pos = stop
-        yield chunk.split(b"\0", 1)[0]
+        end = newline + 1 if newline >= 0 else min(pos + LINE_MAX, size)
+        yield pos, end, data[pos:end].split(b"\0", 1)[0]
+        pos = end
 
 
 def load_netdata_config(text: str | bytes) -> NetdataConfig:
     data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     sections: dict[str, dict[str, Setting]] = {}
+    commented: dict[str, set[str]] = {}
     current: dict[str, Setting] | None = None
-    for line, raw in enumerate(config_reads(data), start=1):
+    name_now = ""
+    for line, (_start, _end, raw) in enumerate(config_reads(data), start=1):
         s = raw.strip(_C_SPACE)
-        if not s or s.startswith(b"#"):
+        if not s:
+            continue
+        if s.startswith(b"#"):
+            if current is not None and (m := _COMMENTED.match(s)):
+                commented.setdefault(name_now, set()).add(_text(m[1]))
             continue
         if s.startswith(b"[") and s.endswith(b"]"):
-            current = sections.setdefault(_text(s[1:-1]), {})
+            name_now = _text(s[1:-1])
+            current = sections.setdefault(name_now, {})
             continue
         if current is None:
             continue  # outside every section
@@ -84,7 +95,10 @@ def load_netdata_config(text: str | bytes) -> NetdataConfig:
         if not name or name.startswith(b"#"):
             continue
         current[_text(name)] = Setting(_text(value.strip(_C_SPACE)), line)
-    return NetdataConfig(sections)
+    only_commented = {
+        name: frozenset(keys - sections[name].keys()) for name, keys in commented.items()
+    }
+    return NetdataConfig(sections, only_commented)
 
 
 def _text(raw: bytes) -> str:
@@ -103,6 +117,78 @@ def plugin_enabled(conf: NetdataConfig, plugin: str) -> tuple[bool, str]:
         on = netdata_true(found.value)
         return on, f"[{PLUGINS}] {plugin} = {found.value} (line {found.line})"
     default = "yes" if new_plugins else "no"
+    commented = " (commented)" if plugin in conf.commented.get(PLUGINS, ()) else ""
     return new_plugins, (
-        f"[{PLUGINS}] {plugin} absent: runs by default ({NEW_PLUGINS_KEY} = {default})"
+        f"[{PLUGINS}] {plugin} absent{commented}: runs by default "
+        f"({NEW_PLUGINS_KEY} = {default})"
     )
+
+
+def set_netdata_value(text: str, section: str, key: str, value: str) -> str:
+    """`text` changed so that netdata reads `[section] key = value`; every other byte kept.
+
+    Every line netdata reads as that key in that section gets the new value (indentation and
+    line ending kept); with none, a line goes after the key's commented default (netdata ships
+    those), else at the end of the section's last block, else in a new section at the end.
+    Whatever the file's oddities, the result is read back with netdata's rules, and if it
+    still does not say `value`, the section is appended once more at the end (last wins).
+    """
+    data = text.encode("utf-8", "surrogateescape")
+    want_section, want_key, new = (s.encode("utf-8", "surrogateescape") for s in
+                                   (section, key, value))
+    commented = re.compile(rb"^#\s*" + re.escape(want_key) + rb"\s*=")
+    edits: list[tuple[int, int, bytes]] = []  # (start, end, replacement), in file order
+    insert_at: int | None = None  # after the commented default
+    section_end: int | None = None  # after the section's last non-blank line
+    indent = b"\t"
+    current: bytes | None = None
+    for start, end, raw in config_reads(data):
+        s = raw.strip(_C_SPACE)
+        if s.startswith(b"[") and s.endswith(b"]"):
+            current = s[1:-1]
+            if current == want_section:
+                section_end = end
+            continue
+        if current != want_section or not s:
+            continue
+        section_end = end
+        if commented.match(s):
+            if insert_at is None:
+                insert_at = end
+                indent = raw[: len(raw) - len(raw.lstrip(_C_SPACE))] or b"\t"
+            continue
+        name, sep, rest = raw.partition(b"=")
+        if sep and name.strip(_C_SPACE) == want_key and not s.startswith(b"#"):
+            # Replace the trimmed value, keep what surrounds it.
+            lead = len(rest) - len(rest.lstrip(_C_SPACE))
+            body = rest.strip(_C_SPACE)
+            at = start + len(name) + 1 + lead
+            edits.append((at, at + len(body), new))
+    if edits:
+        out = bytearray(data)
+        for at, stop, replacement in reversed(edits):
+            out[at:stop] = replacement
+        result = bytes(out)
+    else:
+        eol = b"\r\n" if data.endswith(b"\r\n") else b"\n"
+        line = indent + want_key + b" = " + new + eol
+        at = insert_at if insert_at is not None else section_end
+        if at is not None:
+            head = data[:at] if data[:at].endswith(b"\n") else data[:at] + eol
+            result = head + line + data[at:]
+        else:
+            result = _append_section(data, want_section, line, eol)
+    if not _reads_as(result, section, key, value):
+        eol = b"\r\n" if data.endswith(b"\r\n") else b"\n"
+        result = _append_section(result, want_section, b"\t" + want_key + b" = " + new + eol, eol)
+    return result.decode("utf-8", "surrogateescape")
+
+
+def _append_section(data: bytes, section: bytes, line: bytes, eol: bytes) -> bytes:
+    prefix = data if not data or data.endswith(b"\n") else data + eol
+    return prefix + (eol if prefix else b"") + b"[" + section + b"]" + eol + line
+
+
+def _reads_as(data: bytes, section: str, key: str, value: str) -> bool:
+    found = load_netdata_config(data).get(section, key)
+    return found is not None and found.value == value

@@ -8,8 +8,9 @@ import pytest
 
 from fleet.cpu import parse_proc_stat
 from fleet.facts import host_facts
-from fleet.fixes import PlanInput, plan_step, render_diff, set_ini_value
+from fleet.fixes import PlanInput, plan_step, render_diff
 from fleet.lab.trees import make_host_tree
+from fleet.netdataconf import load_netdata_config, set_netdata_value
 from fleet.playbook import load_playbook
 from fleet.verify import IMPROVED, NOT_MEASURED, UNCHANGED, WORSE, cpu_verdict, intervals
 from tests.helpers import run_probe
@@ -22,37 +23,52 @@ STOCK = Path(__file__).parents[2] / "fleet/lab/stock/netdata.conf.1.36.1"
 
 def test_ebpf_line_goes_after_its_commented_default_and_nothing_else_moves() -> None:
     text = "[global]\n    run as user = netdata\n\n[plugins]\n    # apps = yes\n    # ebpf = yes\n"
-    assert set_ini_value(text, "plugins", "ebpf", "no") == text + "    ebpf = no\n"
+    assert set_netdata_value(text, "plugins", "ebpf", "no") == text + "    ebpf = no\n"
 
 
-def test_an_active_line_keeps_its_spelling_spacing_and_line_ending() -> None:
-    text = "[Plugins]\r\n\tEBPF   =  yes  \r\n[web]\r\n"
-    assert (
-        set_ini_value(text, "plugins", "ebpf", "no") == "[Plugins]\r\n\tEBPF   =  no  \r\n[web]\r\n"
+def test_an_active_line_keeps_its_spacing_and_line_ending() -> None:
+    text = "[plugins]\r\n\tebpf   =  yes  \r\n[web]\r\n"
+    assert set_netdata_value(text, "plugins", "ebpf", "no") == (
+        "[plugins]\r\n\tebpf   =  no  \r\n[web]\r\n"
+    )
+
+
+def test_other_case_sections_and_keys_are_not_netdatas_and_stay_as_they_are() -> None:
+    # netdata compares names case-sensitively: [Plugins] EBPF is not [plugins] ebpf.
+    text = "[Plugins]\r\n\tEBPF = no\r\n[web]\r\n"
+    assert set_netdata_value(text, "plugins", "ebpf", "no") == (
+        text + "\r\n[plugins]\r\n\tebpf = no\r\n"
     )
 
 
 def test_every_active_line_of_the_key_changes_since_netdata_reads_the_last() -> None:
     text = "[plugins]\n    ebpf = yes\n    apps = yes\n    ebpf = on\n"
-    assert set_ini_value(text, "plugins", "ebpf", "no").count("ebpf = no") == 2
+    assert set_netdata_value(text, "plugins", "ebpf", "no").count("ebpf = no") == 2
 
 
 def test_a_missing_section_is_appended_after_a_blank_line() -> None:
-    assert set_ini_value("[global]\n  x = 1", "plugins", "ebpf", "no") == (
-        "[global]\n  x = 1\n\n[plugins]\n    ebpf = no\n"
+    assert set_netdata_value("[global]\n  x = 1", "plugins", "ebpf", "no") == (
+        "[global]\n  x = 1\n\n[plugins]\n\tebpf = no\n"
     )
 
 
-def test_a_key_missing_from_its_section_goes_before_the_next_section() -> None:
+def test_a_key_missing_from_its_section_goes_after_the_sections_last_line() -> None:
     text = "[plugins]\n  apps = yes\n\n[web]\n  bind to = 127.0.0.1\n"
-    assert set_ini_value(text, "plugins", "ebpf", "no") == (
-        "[plugins]\n  apps = yes\n    ebpf = no\n\n[web]\n  bind to = 127.0.0.1\n"
+    assert set_netdata_value(text, "plugins", "ebpf", "no") == (
+        "[plugins]\n  apps = yes\n\tebpf = no\n\n[web]\n  bind to = 127.0.0.1\n"
     )
+
+
+def test_a_key_hidden_in_the_tail_of_a_long_comment_is_edited_where_netdata_reads_it() -> None:
+    text = "[plugins]\n#" + "x" * 8190 + "ebpf = yes\n"
+    new = set_netdata_value(text, "plugins", "ebpf", "no")
+    assert new == "[plugins]\n#" + "x" * 8190 + "ebpf = no\n"
+    assert load_netdata_config(new).get("plugins", "ebpf").value == "no"  # type: ignore[union-attr]
 
 
 def test_the_stock_netdata_conf_changes_by_one_inserted_line() -> None:
     stock = STOCK.read_text()
-    new = set_ini_value(stock + "[plugins]\n    # ebpf = yes\n", "plugins", "ebpf", "no")
+    new = set_netdata_value(stock + "[plugins]\n    # ebpf = yes\n", "plugins", "ebpf", "no")
     assert new.splitlines() == (stock + "[plugins]\n    # ebpf = yes\n    ebpf = no\n").splitlines()
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.netdataconf import load_netdata_config, plugin_enabled
+from fleet.netdataconf import load_netdata_config, plugin_enabled, set_netdata_value
 from tests.netdata_oracle import Netdata, netdata_oracle
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "netdata_conf"
@@ -126,3 +126,18 @@ def test_generated_netdata_conf_reads_as_netdata_reads_it(
     path = tmp_path / "netdata.conf"
     path.write_bytes(data)
     _agrees(netdata, path)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=_netdata_conf())
+def test_the_remediation_edit_turns_the_plugin_off_for_the_real_netdata(
+    netdata: Netdata, tmp_path: Path, data: bytes
+) -> None:
+    path = tmp_path / "netdata.conf"
+    path.write_bytes(set_netdata_value(data.decode(), "plugins", "ebpf", "no").encode())
+    assert netdata.get(path, "plugins", "ebpf", ABSENT) == b"no"
+    assert not netdata.plugin_enabled(path, "ebpf")

@@ -19,12 +19,12 @@ from fleet.facts import (
     parse_bpftool_progs,
     parse_enabled_functions,
     parse_event_enable,
-    parse_ini,
     parse_kprobes_list,
     parse_netdata_version,
     parse_probe_events,
     parse_set_event,
 )
+from fleet.netdataconf import load_netdata_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -100,16 +100,17 @@ def test_netdata_version_from_dash_v_output(case: dict) -> None:
 
 
 def test_netdata_136_stock_ebpf_conf_turns_socket_collector_on() -> None:
-    conf = parse_ini((FIXTURES / "captured/netdata-v1.36.1/ebpf.d.conf").read_text())
-    assert conf["global"]["ebpf load mode"] == "entry"
-    assert conf["ebpf programs"]["socket"] == "yes"
-    assert conf["ebpf programs"]["network connections"] == "no"
+    conf = load_netdata_config((FIXTURES / "captured/netdata-v1.36.1/ebpf.d.conf").read_bytes())
+    assert conf.get("global", "ebpf load mode").value == "entry"  # type: ignore[union-attr]
+    assert conf.boolean("ebpf programs", "socket", False)
+    assert not conf.boolean("ebpf programs", "network connections", True)
 
 
 def test_debian_netdata_conf_has_no_plugins_section() -> None:
-    conf = parse_ini((FIXTURES / "captured/netdata-debian12/etc/netdata/netdata.conf").read_text())
-    assert "plugins" not in conf
-    assert conf["global"]["run as user"] == "netdata"
+    path = FIXTURES / "captured/netdata-debian12/etc/netdata/netdata.conf"
+    conf = load_netdata_config(path.read_bytes())
+    assert "plugins" not in conf.sections
+    assert conf.get("global", "run as user").value == "netdata"  # type: ignore[union-attr]
 
 
 def test_bpftool_non_list_json_is_rejected() -> None:
