@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit lint deps sshd busybox chromium sudo qemu install clean bench e2e-vm
+.PHONY: demo test unit lint deps sshd busybox chromium sudo aptlists qemu install clean bench e2e-vm
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -73,7 +73,14 @@ demo: $(STAMP) sshd
 	  echo; echo "first audit exit code $$rc (bit 1: non-compliant hosts, bit 4: unreachable/error hosts)"; \
 	  [ $$rc -ne 2 ] && [ $$rc -lt 8 ] && [ $$fail -eq 0 ]
 
-test: $(STAMP) sshd busybox chromium sudo
+# The netdata.conf tests run Debian's netdata binary (apt-get download, never installed);
+# apt-get download needs package lists, which a fresh image may not have.
+aptlists:
+	@if ! apt-cache show netdata-core >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq; \
+	  else echo "no apt package lists (the netdata tests skip): run as root: apt-get update" >&2; fi; fi
+
+test: $(STAMP) sshd busybox chromium sudo aptlists
 	$(BIN)/ruff check fleet tests
 	$(BIN)/pytest -q -m 'not e2e'
 
