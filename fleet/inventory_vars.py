@@ -1,0 +1,104 @@
+"""group_vars/ and host_vars/ beside an inventory, found as Ansible's host_group_vars finds them.
+
+For an entity NAME in `group_vars/` (or `host_vars/`): the first of `NAME`, `NAME.yml`,
+`NAME.yaml`, `NAME.json` that exists; when it is a directory, every file under it (recursively,
+sorted by name, skipping hidden files, `~` backups and other extensions), later files
+overriding earlier ones key by key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fleet.inventory_data import Val, fail
+from fleet.inventory_yaml import read_vars_file
+
+VARS_EXTENSIONS = (".yml", ".yaml", ".json")
+VAULT_HEADER = "$ANSIBLE_VAULT;"
+
+
+class VaultedFile(Exception):
+    """A whole file encrypted with Ansible Vault: only ansible-core (with the password) reads it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+
+
+def find_vars_files(directory: Path, name: str) -> list[Path]:
+    """The files host_group_vars would load for NAME under directory, in load order."""
+    base = directory / name
+    for candidate in [base, *(Path(f"{base}{ext}") for ext in VARS_EXTENSIONS)]:
+        if candidate.is_dir():
+            return _dir_files(candidate)
+        if candidate.exists():
+            return [candidate]
+    return []
+
+
+def _dir_files(directory: Path) -> list[Path]:
+    found: list[Path] = []
+    for entry in sorted(os.listdir(directory)):
+        if entry.startswith(".") or entry.endswith("~"):
+            continue
+        path = directory / entry
+        ext = os.path.splitext(entry)[1]
+        if path.is_dir() and not ext:
+            found.extend(_dir_files(path))
+        elif path.is_file() and (not ext or ext in VARS_EXTENSIONS):
+            found.append(path)
+    return found
+
+
+def read_text(path: Path) -> str:
+    """A source file as text; InventoryError naming the file (and line) when it cannot be."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        fail(path, None, "no such inventory file")
+    except OSError as exc:
+        fail(path, None, exc.strerror or str(exc))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail(path, data.count(b"\n", 0, exc.start) + 1, "not valid UTF-8 text")
+
+
+def is_vaulted(text: str) -> bool:
+    return text.lstrip().startswith(VAULT_HEADER)
+
+
+class VarsDir:
+    """group_vars/ and host_vars/ of one inventory base directory, each file read once."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._cache: dict[Path, dict[str, Val]] = {}
+        self._missing: set[str] = {
+            sub for sub in ("group_vars", "host_vars") if not (base / sub).is_dir()
+        }
+
+    def group(self, name: str) -> dict[str, Val]:
+        return self._entity("group_vars", name)
+
+    def host(self, name: str) -> dict[str, Val]:
+        return self._entity("host_vars", name)
+
+    def _entity(self, sub: str, name: str) -> dict[str, Val]:
+        # Like Ansible, names that are absolute paths (chroot-style hosts) get no vars files.
+        if sub in self._missing or not name or name.startswith(os.sep):
+            return {}
+        merged: dict[str, Val] = {}
+        for path in find_vars_files(self.base / sub, name):
+            merged.update(self._load(path))
+        return merged
+
+    def _load(self, path: Path) -> dict[str, Val]:
+        cached = self._cache.get(path)
+        if cached is None:
+            text = read_text(path)
+            if is_vaulted(text):
+                raise VaultedFile(path)
+            cached = self._cache[path] = read_vars_file(path, text)
+        return cached
