@@ -75,6 +75,9 @@ CORPUS: dict[str, list[str]] = {
         "edge[1]",
         # a bracket with digits is a subscript, one with other text a glob class
         "ams-proxy-0[1-4]",
+        "~ams-proxy-0[1-4]$",
+        "ams-proxy-0[1-4]*",
+        "ams[0:1]",
         "ams-proxy-0[1:4]",
         "ams-proxy-0[!4]",
         "ams-proxy-0[a-c]",
