@@ -60,7 +60,8 @@ def _add_target_options(p: argparse.ArgumentParser, target: str = "--limit") -> 
         action="append",
         required=target == "--host",
         metavar="PATTERN",
-        help="hosts or groups: wildcards, ',' or ':' to join, '!x' exclude, '&x' intersect"
+        help="Ansible host pattern: names, wildcards, '~regex', 'g[0]'/'g[1:3]' subscripts; "
+        "',' or ':' to join, '!x' exclude, '&x' intersect"
         + ("; repeatable" if target == "--host" else ""),
     )
     p.add_argument(
