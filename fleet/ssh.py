@@ -143,7 +143,7 @@ def resolve_endpoint(host: Host, ssh_config: paramiko.SSHConfig | None) -> Endpo
     Inventory vars win; config fills what is unset. No Include, Match exec or ssh args."""
     cfg = ssh_config.lookup(host.address) if ssh_config else {}
     v = host.vars
-    address = host.address if "ansible_host" in v else cfg.get("hostname", host.address)
+    address = cfg.get("hostname", host.address)  # HostName rewrites ansible_host, as in ssh
     port = host.port if "ansible_port" in v else int(cfg.get("port", host.port))
     user = host.user or cfg.get("user") or getpass.getuser()
     if host.key_file:
