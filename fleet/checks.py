@@ -25,9 +25,6 @@ from fleet.probe import FileRead
 CheckFn = Callable[[HostFacts, CheckSpec, dict[str, Any]], Finding]
 _REGISTRY: dict[str, CheckFn] = {}
 
-# Groups the kernel gives probe events when their definition names none.
-DEFAULT_PROBE_GROUPS = {"kprobes", "kretprobes", "uprobes", "eprobes", "fprobes", "tracepoints"}
-
 
 def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
     def register(fn: CheckFn) -> CheckFn:
@@ -64,7 +61,9 @@ def check_set_event(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> F
     if not facts.tracefs:
         return _finding(spec, "skip", "tracefs is not mounted (no /sys/kernel/tracing, no debugfs)")
     allow = [str(a) for a in spec.params.get("allow", [])]
-    dynamic_groups = {e.group for e in facts.probe_events} | DEFAULT_PROBE_GROUPS
+    # Only the exact names of defined dynamic events are left to tracing.probe_events: a
+    # `p:sched/mine` definition must not hide sched:sched_switch.
+    dynamic = {f"{e.group}:{e.event}" for e in facts.probe_events}
     enabled: dict[str, list[str]] = {}
     allowed: dict[str, list[str]] = {}
     errors: list[str] = []
@@ -75,8 +74,7 @@ def check_set_event(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> F
             continue
         label = _instance_label(instance)
         for ev in parse_set_event(read.text or ""):
-            group = ev.split(":", 1)[0]
-            if group in dynamic_groups:
+            if ev in dynamic:
                 continue  # left to tracing.probe_events
             if any(fnmatchcase(ev, pat) for pat in allow):
                 allowed.setdefault(label, []).append(ev)
@@ -174,7 +172,10 @@ def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Fin
         )
     if not lst.ok:
         return _finding(spec, "error", f"kprobes/list unreadable: {_unreadable(lst, facts)}")
-    entries = parse_kprobes_list(lst.text or "")
+    try:
+        entries = parse_kprobes_list(lst.text or "")
+    except ValueError as exc:
+        return _finding(spec, "error", f"kprobes/list not understood: {exc}")
     en = facts.kprobes_enabled
     armed = parse_bool_file(en.text or "") if en is not None and en.ok else None
     evidence: dict[str, Any] = {
@@ -328,7 +329,9 @@ def check_bpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
                 f"(programs not listable: {facts.bpf_error})",
                 evidence,
             )
-        return _finding(spec, "skip", facts.bpf_error or "no bpftool and no /proc fdinfo", evidence)
+        # A bpftool that answered garbage is an unreadable fact; only absence is "skip".
+        status = "error" if facts.bpf_unreadable else "skip"
+        return _finding(spec, status, facts.bpf_error or "no bpftool and no /proc fdinfo", evidence)
     tracing = [p for p in facts.bpf_programs if p.tracing]
     shown = [p for p in tracing if not p.owners or not all(c in allow for _, c in p.owners)]
     evidence["programs"] = [
@@ -422,11 +425,30 @@ def check_file(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Findin
 def run_checks(facts: HostFacts, playbook: Playbook, cpu_window: int) -> list[Finding]:
     """Every check of the playbook on one host's facts; a crashing check becomes an error."""
     ctx = {"cpu_window": cpu_window}
+    unknown = _unknown_host(facts)
     findings = []
     for spec in playbook.checks:
         fn = check_file if spec.path else _REGISTRY[spec.id]
         try:
-            findings.append(fn(facts, spec, ctx))
-        except (ValueError, KeyError, TypeError) as exc:
-            findings.append(_finding(spec, "error", f"could not evaluate: {exc}"))
+            finding = fn(facts, spec, ctx)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            finding = _finding(spec, "error", f"could not evaluate: {exc}")
+        chosen_skip = spec.id == "cpu.system" and not cpu_window  # --cpu-window 0
+        if unknown and finding.status == "skip" and not chosen_skip:
+            # "Not there" is only known on a host whose /proc could be read: a fleet_root
+            # typo or an empty tree must not come out compliant.
+            finding = _finding(spec, "error", f"{finding.summary}, but {unknown}")
+        findings.append(finding)
     return findings
+
+
+def _unknown_host(facts: HostFacts) -> str | None:
+    """Why nothing can be known about the host's mounts, or None when /proc/mounts was read."""
+    mounts = facts.files.get("/proc/mounts")
+    if mounts is None:
+        return "/proc/mounts was not read"
+    if not mounts.ok:
+        return f"{mounts.describe_error()}: not a readable Linux root"
+    if not (mounts.text or "").strip():
+        return "/proc/mounts is empty: not a Linux root"
+    return None

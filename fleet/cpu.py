@@ -121,6 +121,8 @@ def cpu_between(
             raise ValueError("/proc/stat samples have no common cpu lines")
         d, clamped_any = _delta(first["cpu"], second["cpu"])
         whole = _share(None, d)
+        if whole.ticks == 0:
+            raise ValueError("no CPU ticks elapsed between the two /proc/stat samples")
         return CpuFigures(
             whole.user_pct, whole.system_pct, whole.busy_pct, 0, whole.ticks, (), clamped_any
         )

@@ -74,25 +74,33 @@ class KprobeEntry:
         return "DISABLED" not in self.flags and "GONE" not in self.flags
 
 
-_KPROBE_RE = re.compile(
-    r"^(?P<addr>[0-9a-fA-F]+)\s+(?P<type>[kr])\s+(?P<sym>\S+?)\+0x(?P<off>[0-9a-fA-F]+)"
-    r"(?P<tail>.*)$"
-)
+# kernel/kprobes.c report_probe(): "%px  %s  %s+0x%x  %s " with a symbol, else "%px  %s  %pS "
+# (%pS: `sym+0xoff/0xsize [mod]`, or the bare `0xaddr` when no symbol covers it), then the
+# flags. The address reads as zeros when kallsyms hides it.
+_KPROBE_RE = re.compile(r"^(?P<addr>[0-9a-fA-F]+)\s+(?P<type>[kr])\s+(?P<where>\S+)(?P<tail>.*)$")
+_WHERE_RE = re.compile(r"^(?P<sym>\S+?)\+0x(?P<off>[0-9a-fA-F]+)(?:/0x[0-9a-fA-F]+)?$")
+_BARE_ADDR_RE = re.compile(r"^0x[0-9a-fA-F]+$")
 
 
 def parse_kprobes_list(text: str) -> list[KprobeEntry]:
-    """`/sys/kernel/debug/kprobes/list` (kernel report_probe): addr  k|r  sym+0xoff  [mod] flags."""
+    """`/sys/kernel/debug/kprobes/list`: addr  k|r  sym+0xoff  [mod] flags, one per line.
+
+    Raises ValueError naming the first line that is not in a form the kernel prints, so an
+    unreadable list is never taken for an empty one.
+    """
     entries = []
-    for line in text.splitlines():
-        m = _KPROBE_RE.match(line.strip())
-        if not m:
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
             continue
+        m = _KPROBE_RE.match(line.strip())
+        where = _WHERE_RE.match(m["where"]) if m else None
+        if m is None or (where is None and not _BARE_ADDR_RE.match(m["where"])):
+            raise ValueError(f"line {number} is not a kprobe entry: {line.strip()[:80]!r}")
         tail = m["tail"]
-        flags = tuple(re.findall(r"\[(\w+)\]", tail))
-        module = re.sub(r"\[\w+\]", "", tail).strip() or None
-        entries.append(
-            KprobeEntry(m["addr"], m["type"], m["sym"], int(m["off"], 16), module, flags)
-        )
+        flags = tuple(re.findall(r"\[(GONE|DISABLED|OPTIMIZED|FTRACE)\]", tail))
+        module = re.sub(r"\[(GONE|DISABLED|OPTIMIZED|FTRACE)\]", "", tail).strip(" []") or None
+        symbol, offset = (where["sym"], int(where["off"], 16)) if where else (m["where"], 0)
+        entries.append(KprobeEntry(m["addr"], m["type"], symbol, offset, module, flags))
     return entries
 
 
@@ -234,18 +242,29 @@ class BpfProgram:
 
 
 def parse_bpftool_progs(text: str) -> list[BpfProgram]:
-    """`bpftool prog show --json`: a JSON array of program objects."""
+    """`bpftool prog show --json`: a JSON array of program objects.
+
+    Raises ValueError for anything bpftool does not print (other JSON types included), so a
+    damaged output is an unreadable fact, never an empty one or a crash.
+    """
     data = json.loads(text or "[]")
     if not isinstance(data, list):
         raise ValueError("bpftool prog show --json did not return a list")
     progs = []
-    for p in data:
-        owners = tuple(
-            (int(o.get("pid", 0)), str(o.get("comm", ""))) for o in p.get("pids", []) or []
-        )
-        progs.append(
-            BpfProgram(p.get("id"), str(p.get("type", "")), str(p.get("name", "")), owners)
-        )
+    for n, p in enumerate(data):
+        if not isinstance(p, dict):
+            raise ValueError(f"program #{n} is {type(p).__name__}, not an object")
+        pids = p.get("pids", [])
+        if not isinstance(pids, list | None) or not all(isinstance(o, dict) for o in pids or []):
+            raise ValueError(f"program #{n}: pids is not a list of objects")
+        prog_id = p.get("id")
+        if prog_id is not None and (not isinstance(prog_id, int) or isinstance(prog_id, bool)):
+            raise ValueError(f"program #{n}: id {prog_id!r} is not a number")
+        try:
+            owners = tuple((int(o.get("pid", 0)), str(o.get("comm", ""))) for o in pids or [])
+        except (TypeError, ValueError):
+            raise ValueError(f"program #{n}: a pid is not a number") from None
+        progs.append(BpfProgram(prog_id, str(p.get("type", "")), str(p.get("name", "")), owners))
     return progs
 
 
@@ -298,6 +317,7 @@ class HostFacts:
     cpu_error: str | None
     files: dict[str, FileRead] = field(default_factory=dict)
     cpu_samples: list[str] = field(default_factory=list)  # /proc/stat, a second apart
+    bpf_unreadable: bool = False  # bpftool ran but failed or printed garbage, no fallback
 
     def netdata_installed(self) -> bool:
         return bool(self.netdata_binary or self.netdata_plugins or self.netdata_conf)
@@ -399,6 +419,8 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
     elif bpf_source is None:
         reasons.append("no /proc/PID/fdinfo to read")
     bpf_error = None if bpf_source else "; ".join(reasons)
+    # bpftool was there but its answer could not be used, and nothing else covered for it.
+    bpf_unreadable = bpf_source is None and run is not None
 
     cpu = None
     cpu_error = None
@@ -437,6 +459,7 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         bpf_source=bpf_source,
         bpf_programs=bpf_programs,
         bpf_error=bpf_error,
+        bpf_unreadable=bpf_unreadable,
         cpu=cpu,
         cpu_error=cpu_error,
         files=dict(f),

@@ -185,11 +185,15 @@ def plan_kprobes(facts: HostFacts, inp: PlanInput) -> Step | None:
     lst = facts.kprobes_list
     if lst is None or not lst.ok:
         return None
-    armed_entries = [e for e in parse_kprobes_list(lst.text or "") if e.armed_candidate]
-    if not armed_entries:
-        return None
     path = f"{facts.debugfs or '/sys/kernel/debug'}/kprobes/enabled"
     step = Step("kprobes.disarm")
+    try:
+        armed_entries = [e for e in parse_kprobes_list(lst.text or "") if e.armed_candidate]
+    except ValueError as exc:
+        step.blocked = f"kprobes/list not understood ({exc}): check it by hand"
+        return step
+    if not armed_entries:
+        return None
     en = facts.kprobes_enabled
     if en is None or not en.ok:
         why = en.describe_error() if en is not None else f"{path}: not read"

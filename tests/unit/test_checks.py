@@ -54,6 +54,7 @@ def test_clean_host_passes_or_skips_every_check(root: Path) -> None:
 def test_enabled_tracepoint_fails_with_events_per_instance(root: Path) -> None:
     # The kernel lists probe events before tracepoints (captured-qemu/e2e/set_event.incident.txt).
     write(root, "/sys/kernel/tracing/set_event", "kprobes:x\nsched:sched_switch\n")
+    write(root, "/sys/kernel/tracing/kprobe_events", "p:kprobes/x tcp_sendmsg\n")
     write(root, "/sys/kernel/tracing/instances/rasdaemon/set_event", "ras:mc_event\n")
     write(root, "/sys/kernel/tracing/instances/dbg/set_event", "irq:softirq_entry\n")
     f = findings(root)["tracing.set_event"]
@@ -64,6 +65,39 @@ def test_enabled_tracepoint_fails_with_events_per_instance(root: Path) -> None:
     }
     assert f.evidence["allowed"] == {"instances/rasdaemon": ["ras:mc_event"]}
     assert f.fix and "set_event" in f.fix
+
+
+def test_a_probe_defined_in_a_tracepoint_group_does_not_hide_that_groups_tracepoints(
+    root: Path,
+) -> None:
+    write(root, "/sys/kernel/tracing/kprobe_events", "p:sched/mine schedule\n")
+    write(root, "/sys/kernel/tracing/set_event", "sched:sched_switch\n")
+    f = findings(root)["tracing.set_event"]
+    assert f.status == "fail"
+    assert f.evidence["enabled"] == {".": ["sched:sched_switch"]}
+
+
+def test_kprobes_list_in_the_kernels_ps_fallback_form_is_understood(root: Path) -> None:
+    # report_probe() prints "%pS" when kallsyms has no symbol name for the probe's place.
+    write(
+        root,
+        "/sys/kernel/debug/kprobes/list",
+        "ffffffffc0a01234  k  0xffffffffc0a01234 \n"
+        "ffffffff81a0b2c0  r  tcp_sendmsg+0x0/0x50 [FTRACE]\n",
+    )
+    f = findings(root)["kprobes.registered"]
+    assert f.status == "fail"
+    assert [(e["type"], e["symbol"]) for e in f.evidence["entries"]] == [
+        ("k", "0xffffffffc0a01234"),
+        ("r", "tcp_sendmsg"),
+    ]
+
+
+def test_a_kprobes_list_that_parses_to_nothing_is_an_error_not_empty(root: Path) -> None:
+    write(root, "/sys/kernel/debug/kprobes/list", "garbage that no kernel prints\n")
+    f = findings(root)["kprobes.registered"]
+    assert f.status == "error"
+    assert "line 1" in f.summary
 
 
 def test_armed_kretprobe_on_hot_function_fails_critical(root: Path) -> None:
@@ -206,6 +240,42 @@ def test_bpftool_tracing_programs_warn_with_owners(root: Path) -> None:
         }
     ]
     assert "ebpf.plugin(1301)" in f.summary
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "not json at all",
+        '{"id": 7}',
+        "[null]",
+        '[{"id": 7, "type": "kprobe", "pids": 1301}]',
+        '[{"id": 7, "type": "kprobe", "pids": [null]}]',
+        '[{"id": 7, "type": "kprobe", "pids": [{"pid": "x"}]}]',
+        '[{"id": "7", "type": "kprobe"}]',
+    ],
+)
+def test_a_bpftool_answer_fleet_cannot_read_is_an_error_not_a_skip(
+    root: Path, output: str
+) -> None:
+    write(root, "/var/lib/progs.json", output)
+    bt = write(root, "/usr/sbin/bpftool", f"#!/bin/sh\ncat '{root}/var/lib/progs.json'\n")
+    bt.chmod(0o755)
+    f = findings(root)["bpf.tracing_programs"]
+    assert f.status == "error"
+    assert "bpftool output unparsable" in f.summary
+
+
+@pytest.mark.parametrize("tree", ["missing", "empty"])
+def test_a_fleet_root_with_no_linux_in_it_is_an_error_never_compliant(
+    tmp_path: Path, tree: str
+) -> None:
+    root = tmp_path / "typo"
+    if tree == "empty":
+        root.mkdir()
+    f = findings(root, window=1)
+    assert {k: v.status for k, v in f.items()} == dict.fromkeys(f, "error")
+    assert "/proc/mounts" in f["tracing.set_event"].summary
+    assert host_status(list(f.values()), None) == "error"
 
 
 def test_bpf_fentry_trampoline_seen_in_enabled_functions(root: Path) -> None:

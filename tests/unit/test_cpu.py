@@ -76,6 +76,12 @@ def test_no_elapsed_ticks_is_an_error_not_zero_percent() -> None:
         cpu_between(s, s)
 
 
+def test_an_aggregate_only_stat_with_no_elapsed_ticks_is_an_error() -> None:
+    s = parse_proc_stat("cpu  1 1 1 1 1 1 1 1 0 0\n")
+    with pytest.raises(ValueError, match="no CPU ticks"):
+        cpu_between(s, s)
+
+
 def test_empty_sample_is_an_error() -> None:
     with pytest.raises(ValueError, match="no cpu lines"):
         parse_proc_stat("")
