@@ -36,6 +36,8 @@ CASES = {
     "yaml_edges": "hosts.yml",
     "script": "inventory.sh",
     "plugin": "inventory.yml",
+    "toml": "hosts.toml",
+    "directory_with_script": "inv",
     "vaulted": "hosts.yml",
 }
 VAULT_PASSWORD = CASES_DIR / "vaulted" / "vault-password"
@@ -244,7 +246,7 @@ NATIVE = [
     "ini_edges",
     "yaml_edges",
 ]
-FALLBACK = ["script", "plugin"]
+FALLBACK = ["script", "plugin", "toml", "directory_with_script"]
 
 
 @pytest.mark.parametrize("case", NATIVE + FALLBACK)
@@ -316,7 +318,13 @@ def test_vaulted_host_vars_file_is_read_through_ansible_with_the_password(
 
 @pytest.mark.parametrize(
     ("case", "needs"),
-    [("script", "inventory.sh"), ("plugin", "inventory.yml"), ("vaulted", "host_vars/web1.yml")],
+    [
+        ("script", "inventory.sh"),
+        ("plugin", "inventory.yml"),
+        ("toml", "hosts.toml"),
+        ("directory_with_script", "inv/20-dynamic"),
+        ("vaulted", "host_vars/web1.yml"),
+    ],
 )
 def test_without_ansible_core_the_long_tail_is_one_line_naming_what_to_install(
     case: str, needs: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
