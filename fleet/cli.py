@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,6 +16,8 @@ from fleet import __version__
 from fleet.errors import UsageError
 
 EXIT_USAGE = 2
+# A bug in fleet itself (sysexits' EX_SOFTWARE): never 1, which means "non-compliant".
+EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
@@ -127,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find, fix and prove the fix of kernel-tracing overhead, fleet-wide, over SSH.",
     )
     parser.add_argument("--version", action="version", version=f"fleet {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="tracebacks and SSH library logs on stderr"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -532,6 +539,18 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0 if st.get("running") else 3
 
 
+def _quiet_libraries(debug: bool) -> None:
+    """paramiko logs handshake failures with tracebacks; fleet reports each host's problem in
+    one line, so library logs reach stderr only under --debug."""
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        return
+    for name in ("paramiko", "invoke", "fabric"):
+        log = logging.getLogger(name)
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -543,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         "hosts": cmd_hosts,
         "lab": cmd_lab,
     }
+    debug = args.debug or bool(os.environ.get("FLEET_DEBUG"))
+    _quiet_libraries(debug)
     try:
         if getattr(args, "ask_become_pass", False):
             args.become_password = _ask_become_pass()
@@ -550,6 +571,15 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"fleet: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # a bug in fleet: say so in one line, keep the code distinct
+        if debug:
+            traceback.print_exc()
+        print(
+            f"fleet: internal error: {type(exc).__name__}: {exc} "
+            "(a bug in fleet; --debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         # Worker threads may sit in a connect or a remote CPU window for many seconds and
         # cannot be killed; an audit only reads, so leave without waiting for them.
