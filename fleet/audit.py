@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from fleet.checks import run_checks
 from fleet.endpoint import Endpoint
 from fleet.errors import UsageError
 from fleet.facts import host_facts
-from fleet.findings import UNREACHABLE, HostResult, host_status
+from fleet.findings import ERROR, UNREACHABLE, HostResult, host_status
 from fleet.hostkeys import KnownHosts
 from fleet.inventory import Host
 from fleet.playbook import Playbook
@@ -212,6 +213,14 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def host_failed(host: Host, exc: Exception) -> HostResult:
+    """A host whose handling raised (remote text no parser foresaw, a bug): its own error, in
+    one line; the traceback goes to the debug log (--debug)."""
+    logging.getLogger("fleet").debug("while handling host %s", host.name, exc_info=exc)
+    why = f"fleet could not handle this host: {type(exc).__name__}: {exc}"
+    return HostResult(host.name, host.address, host.port, ERROR, why, 0.0)
+
+
 def audit_fleet(
     hosts: list[Host],
     ctx: AuditContext,
@@ -230,7 +239,8 @@ def audit_fleet(
             lambda h: audit_host(h, ctx),
             workers=workers,
             progress=progress,
-            is_failure=lambda r: r.status in (UNREACHABLE, "error"),
+            is_failure=lambda r: r.status in (UNREACHABLE, ERROR),
+            on_error=host_failed,
         )
     finally:
         ctx.ssh.jumps.close()  # the run's bastion connections (fleet/jump.py)

@@ -73,7 +73,12 @@ def check_set_event(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> F
                 errors.append(_unreadable(read, facts))
             continue
         label = _instance_label(instance)
-        for ev in parse_set_event(read.text or ""):
+        try:
+            events = parse_set_event(read.text or "")
+        except ValueError as exc:
+            errors.append(f"{label}: {exc}")
+            continue
+        for ev in events:
             if ev in dynamic:
                 continue  # left to tracing.probe_events
             if any(fnmatchcase(ev, pat) for pat in allow):
@@ -449,6 +454,8 @@ def _unknown_host(facts: HostFacts) -> str | None:
         return "/proc/mounts was not read"
     if not mounts.ok:
         return f"{mounts.describe_error()}: not a readable Linux root"
-    if not (mounts.text or "").strip():
-        return "/proc/mounts is empty: not a Linux root"
+    # procfs is mounted wherever /proc/mounts is the kernel's own: without that line the
+    # file cannot say whether tracefs or debugfs are mounted.
+    if not any(line.split()[1:3] == ["/proc", "proc"] for line in (mounts.text or "").split("\n")):
+        return "/proc/mounts lists no proc mount: not a Linux root's mount table"
     return None

@@ -9,11 +9,25 @@ from dataclasses import dataclass, field
 from fleet.cpu import CpuFigures, cpu_between, parse_proc_stat
 from fleet.probe import FileRead, ProbeOutput
 
-
 # ---------------------------------------------------------------- tracefs: set_event, events
+# What t_show() prints per enabled event: "%s:%s\n", subsystem and event names (letters,
+# digits, `_`, and `-`/`.` in some subsystems such as xhci-hcd).
+_SET_EVENT_LINE = re.compile(r"[A-Za-z0-9_.\-]+:[A-Za-z0-9_.\-]+")
+
+
 def parse_set_event(text: str) -> list[str]:
-    """`set_event`: one `subsystem:event` per line; empty means nothing enabled."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """`set_event`: one `subsystem:event` per line; empty means nothing enabled.
+
+    Raises ValueError naming the first line the kernel could not have printed.
+    """
+    events = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line:
+            continue
+        if not _SET_EVENT_LINE.fullmatch(line):
+            raise ValueError(f"set_event line {number} is not subsystem:event: {line[:60]!r}")
+        events.append(line)
+    return events
 
 
 @dataclass(frozen=True)

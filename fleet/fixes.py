@@ -162,7 +162,11 @@ def plan_set_event(facts: HostFacts, inp: PlanInput) -> Step | None:
             if not read.absent:
                 problems.append(read.describe_error())
             continue
-        events = parse_set_event(read.text or "")
+        try:
+            events = parse_set_event(read.text or "")
+        except ValueError as exc:
+            problems.append(f"{path}: {exc}")
+            continue
         keep = [e for e in events if any(fnmatchcase(e, p) for p in inp.set_event_allow)]
         drop = [e for e in events if e not in keep]
         if not drop:

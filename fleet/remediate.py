@@ -20,7 +20,7 @@ from typing import Any
 import paramiko
 
 from fleet.apply import ApplyOutput, apply_command, parse_apply_output, read_command
-from fleet.audit import AuditContext, probe_host, utc_now
+from fleet.audit import AuditContext, host_failed, probe_host, utc_now
 from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
 from fleet.cpu import CpuFigures
 from fleet.facts import HostFacts
@@ -634,6 +634,11 @@ class RemediationRun:
     budget_note: str | None = None
 
 
+def _failed(host: Host, ctx: RemediateContext, exc: Exception) -> HostRemediation:
+    """A host whose remediation raised: failed, its journal (if any) left for rollback."""
+    return HostRemediation(host_failed(host, exc), ctx.run_id, failed=True)
+
+
 def _skipped(host: Host, ctx: RemediateContext, why: str) -> HostRemediation:
     res = HostResult(host.name, host.address, host.port, SKIPPED, why, 0.0)
     return HostRemediation(res, ctx.run_id, failed=True)
@@ -643,7 +648,11 @@ def plan_fleet(hosts: list[Host], ctx: RemediateContext, forks: int) -> Remediat
     started = utc_now()
     ctx.audit.slots = threading.Semaphore(forks)
     out = run_hosts(
-        hosts, lambda h: plan_host(h, ctx), workers=forks, progress=Progress(len(hosts))
+        hosts,
+        lambda h: plan_host(h, ctx),
+        workers=forks,
+        progress=Progress(len(hosts)),
+        on_error=lambda h, exc: _failed(h, ctx, exc),
     )
     ctx.audit.ssh.jumps.close()  # the run's bastion connections (fleet/jump.py)
     return RemediationRun(ctx.run_id, started, utc_now(), out)
@@ -673,7 +682,9 @@ def remediate_fleet(
                     h, ctx, f"not started: {failed} host(s) failed, over --max-fail {max_fail}"
                 )
             continue
-        done = run_hosts(wave, lambda h: fn(h, ctx), workers=len(wave))
+        done = run_hosts(
+            wave, lambda h: fn(h, ctx), workers=len(wave), on_error=lambda h, e: _failed(h, ctx, e)
+        )
         for rem in done:
             results[rem.name] = rem
             failed += rem.failed
@@ -695,7 +706,13 @@ def rollback_fleet(
             return HostRemediation(res, run.run_id)
         return rollback_host(h, ctx, run)
 
-    out = run_hosts(hosts, one, workers=forks, progress=Progress(len(hosts)))
+    out = run_hosts(
+        hosts,
+        one,
+        workers=forks,
+        progress=Progress(len(hosts)),
+        on_error=lambda h, exc: _failed(h, ctx, exc),
+    )
     ctx.audit.ssh.jumps.close()
     return RemediationRun(run.run_id, started, utc_now(), out)
 

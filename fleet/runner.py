@@ -86,18 +86,34 @@ def _gc_for_fan_out() -> Iterator[None]:
                 gc.unfreeze()
 
 
+def _guarded(
+    fn: Callable[[Host], R], on_error: Callable[[Host, Exception], R]
+) -> Callable[[Host], R]:
+    def call(host: Host) -> R:
+        try:
+            return fn(host)
+        except Exception as exc:
+            return on_error(host, exc)
+
+    return call
+
+
 def run_hosts(
     hosts: Sequence[Host],
     fn: Callable[[Host], R],
     workers: int = 20,
     progress: Progress | None = None,
     is_failure: Callable[[R], bool] = lambda _r: False,
+    on_error: Callable[[Host, Exception], R] | None = None,
 ) -> list[R]:
     """Call fn(host) for every host, `workers` threads at once; keep going when some fail.
 
-    fn must not raise for a host problem (it returns a result describing it); per-host
-    deadlines are fn's job, since a thread cannot be killed from outside.
+    fn returns a result describing a host problem; if it raises all the same (a bug, or
+    remote text no parser foresaw), `on_error` turns the exception into that host's result,
+    so one odd host never sinks the run. Per-host deadlines are fn's job, since a thread
+    cannot be killed from outside.
     """
+    call = fn if on_error is None else _guarded(fn, on_error)
     results: dict[int, R] = {}
     failed = 0
     pool = ThreadPoolExecutor(
@@ -111,7 +127,7 @@ def run_hosts(
     with _gc_for_fan_out():
         try:
             for i, h in enumerate(hosts):
-                fut = pool.submit(fn, h)
+                fut = pool.submit(call, h)
                 pending[fut] = i
                 fut.add_done_callback(finished.put)
             while pending:

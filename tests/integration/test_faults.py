@@ -6,15 +6,17 @@ raises inside fleet. docs/reliability.md lists the matrix these tests hold.
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fleet import cli
-from tests.integration.conftest import run_fleet
+from fleet import cli, lab
+from tests.integration.conftest import audit_json, run_fleet, statuses
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -71,3 +73,57 @@ def test_a_bug_in_fleet_exits_70_in_one_line_never_1(
     )
     assert cli.main(["--debug", "audit"]) == 70
     assert "Traceback" in capsys.readouterr().err
+
+
+def _garble(tree: Path) -> int:
+    """Overwrite every file of a lab host's tree with damaged text of many kinds."""
+    rng = random.Random(1234)
+    kinds = [
+        lambda: bytes(rng.randrange(256) for _ in range(4096)),  # random bytes
+        lambda: b"\x00" * 100 + b"sched:sched_switch\x00\n",  # NUL around a real-looking line
+        lambda: b"x" * (1 << 20) + b"\n",  # a 1 MB line
+        lambda: b'[{"id": 7, "type": "kprobe", "pids": 3',  # truncated JSON
+        lambda: "\u2028\r\x0c\x0b\x85".encode() * 50,  # what Python takes for line breaks
+        lambda: b"",
+    ]
+    count = 0
+    for path in sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(tree).as_posix()
+        if rel.startswith(("usr/", "proc/stat", "var/lib/fleet-lab")):
+            continue  # the lab's own programs and its CPU model's file
+        path.write_bytes(kinds[count % len(kinds)]())
+        count += 1
+    # bpftool answering JSON of the wrong types: pids a number, null in the list.
+    bpftool = tree / "usr/sbin/bpftool"
+    bpftool.write_text('#!/bin/sh\necho \'[{"id": 1, "type": "kprobe", "pids": 7}, null]\'\n')
+    bpftool.chmod(0o755)
+    return count
+
+
+def _verdicts(doc: dict[str, Any]) -> dict[str, tuple[str, dict[str, str]]]:
+    return {h["name"]: (h["status"], statuses(h)) for h in doc["hosts"]}
+
+
+def test_a_host_of_garbage_is_its_own_error_and_the_others_keep_their_results(
+    tmp_path: Path,
+) -> None:
+    info = lab.up(tmp_path / "lab", hosts=3, scenario="mixed")
+    try:
+        args = ("-i", info.inventory, "--cpu-window", "1")
+        _, before = audit_json(*args)
+        assert _garble(info.state_dir / "hosts" / "clean-02") > 20
+        rc, after = audit_json(*args)
+    finally:
+        lab.down(info.state_dir)
+    was, now = _verdicts(before), _verdicts(after)
+    assert was["clean-02"][0] == "compliant"
+    status, checks = now.pop("clean-02")
+    # Never compliant. Unreadable kernel files are errors; netdata reads a garbage
+    # netdata.conf as "nothing set", so its plugin runs by default: that check fails, and a
+    # failing check makes the host non-compliant (the contract's precedence).
+    assert status == "non-compliant", checks
+    assert checks["tracing.set_event"] == checks["kprobes.registered"] == "error", checks
+    assert checks["bpf.tracing_programs"] == "error", checks
+    assert checks["netdata.ebpf"] == "fail", checks
+    assert now == {name: was[name] for name in now}  # the good hosts: exactly as before
+    assert rc == 1  # both non-compliant; no host unreachable or in error

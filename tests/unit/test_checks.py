@@ -28,7 +28,8 @@ def root(tmp_path: Path) -> Path:
     write(
         r,
         "/proc/mounts",
-        "tracefs /sys/kernel/tracing tracefs rw 0 0\ndebugfs /sys/kernel/debug debugfs rw 0 0\n",
+        "proc /proc proc rw 0 0\ntracefs /sys/kernel/tracing tracefs rw 0 0\n"
+        "debugfs /sys/kernel/debug debugfs rw 0 0\n",
     )
     for f in ("set_event", "kprobe_events", "uprobe_events", "dynamic_events", "enabled_functions"):
         write(r, f"/sys/kernel/tracing/{f}", "")
@@ -143,7 +144,8 @@ def test_unreadable_enabled_file_is_an_error_never_empty(root: Path) -> None:
 
 
 def test_kprobes_skip_when_debugfs_not_mounted(root: Path) -> None:
-    write(root, "/proc/mounts", "tracefs /sys/kernel/tracing tracefs rw 0 0\n")
+    mounts = "proc /proc proc rw 0 0\ntracefs /sys/kernel/tracing tracefs rw 0 0\n"
+    write(root, "/proc/mounts", mounts)
     (root / "sys/kernel/debug/kprobes/list").unlink()
     (root / "sys/kernel/debug/kprobes/enabled").unlink()
     f = findings(root)["kprobes.registered"]
@@ -265,13 +267,15 @@ def test_a_bpftool_answer_fleet_cannot_read_is_an_error_not_a_skip(
     assert "bpftool output unparsable" in f.summary
 
 
-@pytest.mark.parametrize("tree", ["missing", "empty"])
+@pytest.mark.parametrize("tree", ["missing", "empty", "garbage-mounts"])
 def test_a_fleet_root_with_no_linux_in_it_is_an_error_never_compliant(
     tmp_path: Path, tree: str
 ) -> None:
     root = tmp_path / "typo"
     if tree == "empty":
         root.mkdir()
+    if tree == "garbage-mounts":  # no proc line: whatever this is, it is not the kernel's
+        write(root, "/proc/mounts", "\x00\xff not a mount table\n")
     f = findings(root, window=1)
     assert {k: v.status for k, v in f.items()} == dict.fromkeys(f, "error")
     assert "/proc/mounts" in f["tracing.set_event"].summary

@@ -99,3 +99,13 @@ def test_nested_fan_outs_restore_the_collector_once_the_outer_one_ends() -> None
 
     assert all(t >= 10_000 for t in run_hosts(hosts(2), inner, workers=2))
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_a_host_whose_handling_raises_becomes_its_own_result_and_the_rest_finish() -> None:
+    def fn(h: Host) -> str:
+        if h.name == "h2":
+            raise TypeError("'int' object is not iterable")
+        return f"ok {h.name}"
+
+    out = run_hosts(hosts(4), fn, workers=2, on_error=lambda h, exc: f"error {h.name}: {exc}")
+    assert out == ["ok h0", "ok h1", "error h2: 'int' object is not iterable", "ok h3"]
