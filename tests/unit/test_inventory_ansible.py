@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -119,6 +120,9 @@ def oracle(ansible_env: dict[str, str]) -> dict[str, Oracle]:
     errors = Path(ansible_env["ANSIBLE_HOME"]) / "errors"
     for case, (files, source, _) in BAD_INPUTS.items():
         jobs[f"bad:{case}"] = (write_case(errors / case, files) / source, ansible_env)
+    generated = Path(ansible_env["ANSIBLE_HOME"]) / "generated"
+    for seed in GENERATED_SEEDS:
+        jobs[f"generated:{seed}"] = (generated_inventory(generated / str(seed), seed), ansible_env)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         futures = {case: pool.submit(run_oracle, *job) for case, job in jobs.items()}
         return {case: future.result() for case, future in futures.items()}
@@ -436,3 +440,163 @@ def test_bad_input_is_one_line_with_file_and_line_and_ansible_refuses_it_too(
     assert str(info.value) == f"{directory}/{expected}"
     refused = oracle[f"bad:{case}"].returncode != 0
     assert refused == (case not in FLEET_ONLY), oracle[f"bad:{case}"].listing
+
+
+# --- generated inventories: random mixes of everything above, one directory per seed ------
+
+GENERATED_SEEDS = range(6)
+# Value texts as a user might write them. INI host-line texts must be one shell word.
+INI_HOST_TEXTS = ["5", '"5"', "'5'", "True", "yes", "[1,2]", "010", "abc", "1e3", "None"]
+INI_HOST_TEXTS += ["0x1F", '"a b"', "'{\"k\": 1}'", "-3", '"x=y"', "''", "(1,2)", "a#b"]
+INI_VARS_TEXTS = ["5", '"5"', "'5'", "True", "yes", "[1, 2]", "010", "abc", "1e3", "None"]
+INI_VARS_TEXTS += ["a b c", '{"k": 1}', "", "7 # c", "x # c", "(1, 2)", "1+2j", "..."]
+YAML_TEXTS = ["5", '"5"', "yes", "no", "true", "010", "0o17", "abc", "1e3", "1.5", "null"]
+YAML_TEXTS += ["~", "[1, 2]", "{k: 1}", '"a: b"', "'quoted'", "12:30", "0x1F", "!!str 5", "''"]
+# Vars fleet turns into Host fields, with values valid for them: (INI texts, YAML texts).
+FLEET_TEXTS = {
+    "ansible_port": (["2201", '"2202"'], ["2203", '"2204"']),
+    "ansible_user": (["deploy", '"ops"'], ["deploy", "'ops'"]),
+    "ansible_become": (["yes", "True", "false", "0"], ["yes", "true", "off", "1"]),
+    "ansible_become_user": (["postgres"], ["netdata"]),
+    "ansible_host": (["192.0.2.7"], ["192.0.2.8"]),
+    "fleet_root": (["/srv/a"], ["/srv/b"]),
+    "fleet_cpus": (["0-3", '"4-7"', "8"], ['"0-3"', "5"]),
+    "fleet_known_hosts": (["~/.ssh/kh"], ["/etc/fleet/kh"]),
+}
+GENERIC = ["v1", "v2"]  # few names: levels collide often, so precedence shows
+
+
+def _pick_var(rng: random.Random, where: str) -> tuple[str, str]:
+    """A var name and a value text for a host line, a :vars line or YAML."""
+    if rng.random() < 0.4:
+        name = rng.choice(sorted(FLEET_TEXTS))
+        ini, yml = FLEET_TEXTS[name]
+        texts = yml if where == "yaml" else ini
+    else:
+        name = rng.choice(GENERIC)
+        texts = {"host": INI_HOST_TEXTS, "vars": INI_VARS_TEXTS, "yaml": YAML_TEXTS}[where]
+    return name, rng.choice(texts)
+
+
+def _vars(rng: random.Random, where: str, most: int) -> dict[str, str]:
+    return dict(_pick_var(rng, where) for _ in range(rng.randint(0, most)))
+
+
+def _yaml_vars(values: Mapping[str, str], indent: str) -> list[str]:
+    return [f"{indent}{name}: {text}" for name, text in values.items()]
+
+
+def generated_inventory(root: Path, seed: int) -> Path:
+    """A directory of 4-6 random INI/YAML sources plus group_vars/host_vars; returns it.
+
+    Names repeat across sources on purpose (a shared group, a shared host), so merging order
+    matters; groups nest at random depths with random priorities.
+    """
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    all_groups: set[str] = {"all", "ungrouped"}
+    all_hosts: set[str] = set()
+    for index in range(rng.randint(4, 6)):
+        prefix = f"s{index}"
+        groups = [f"{prefix}g{j}" for j in range(rng.randint(2, 5))]
+        if rng.random() < 0.5:
+            groups.append("shared")
+        parents: dict[str, list[str]] = {g: [] for g in groups}
+        for j, group in enumerate(groups[1:], 1):
+            for parent in rng.sample(groups[:j], k=min(j, rng.randint(0, 2))):
+                parents[parent].append(group)
+        hosts = [f"{prefix}h{i}" for i in range(rng.randint(2, 6))]
+        if rng.random() < 0.5:
+            hosts.append("common")
+        member: dict[str, list[str]] = {h: rng.sample(groups, k=rng.randint(0, 2)) for h in hosts}
+        as_ini = rng.random() < 0.5
+        where = "yaml" if not as_ini else "vars"
+        group_vars = {g: _vars(rng, where, 3) for g in groups}
+        for group in groups:
+            if rng.random() < 0.6:
+                group_vars[group]["ansible_group_priority"] = str(rng.randint(1, 3))
+        host_vars = {h: _vars(rng, "yaml" if not as_ini else "host", 2) for h in hosts}
+        all_vars = _vars(rng, where, 2) if rng.random() < 0.3 else {}
+        ports = {h: rng.choice([None, None, 2300 + index]) for h in hosts}
+        lines: list[str] = []
+        if as_ini:
+            name = f"{index:02d}-{prefix}" + rng.choice(["", ".ini", ".cfgx"])
+            for host in hosts:
+                if not member[host]:
+                    lines.append(_ini_host(host, ports[host], host_vars[host]))
+            for group in groups:
+                lines.append(f"[{group}]")
+                lines += [_ini_host(h, ports[h], host_vars[h]) for h in hosts if group in member[h]]
+                if group_vars[group]:
+                    lines.append(f"[{group}:vars]")
+                    lines += [f"{k}={v}" for k, v in group_vars[group].items()]
+                if parents[group]:
+                    lines.append(f"[{group}:children]")
+                    lines += parents[group]
+            if all_vars:
+                lines.append("[all:vars]")
+                lines += [f"{k}={v}" for k, v in all_vars.items()]
+        else:
+            name = f"{index:02d}-{prefix}" + rng.choice([".yml", ".yaml", ""])
+            if all_vars or any(not member[h] for h in hosts):
+                lines.append("all:")
+                if all_vars:
+                    lines += ["  vars:", *_yaml_vars(all_vars, "    ")]
+                loose = [h for h in hosts if not member[h]]
+                if loose:
+                    lines.append("  hosts:")
+                    for host in loose:
+                        lines += _yaml_host(host, ports[host], host_vars[host])
+            for group in groups:
+                lines.append(f"{group}:")
+                if group_vars[group]:
+                    lines += ["  vars:", *_yaml_vars(group_vars[group], "    ")]
+                mine = [h for h in hosts if group in member[h]]
+                if mine:
+                    lines.append("  hosts:")
+                    for host in mine:
+                        lines += _yaml_host(host, ports[host], host_vars[host])
+                if parents[group]:
+                    lines += ["  children:", *(f"    {child}:" for child in parents[group])]
+            if not lines:
+                lines.append("all:")
+        (root / name).write_text("\n".join(lines) + "\n")
+        all_groups.update(groups)
+        all_hosts.update(hosts)
+    for sub, names in (("group_vars", all_groups), ("host_vars", all_hosts)):
+        for entity in sorted(names):
+            if rng.random() < 0.4:
+                continue
+            form = rng.choice(["", ".yml", ".yaml", "/dir"])
+            values = _vars(rng, "yaml", 3)
+            if form == "/dir":
+                directory = root / sub / entity
+                directory.mkdir(parents=True)
+                (directory / "01.yml").write_text("\n".join(_yaml_vars(values, "")) + "\n")
+                more = _vars(rng, "yaml", 2)
+                (directory / "02").write_text("\n".join(_yaml_vars(more, "")) + "\n")
+            else:
+                (root / sub).mkdir(exist_ok=True)
+                text = "\n".join(_yaml_vars(values, "")) + "\n"
+                (root / sub / f"{entity}{form}").write_text(text)
+    return root
+
+
+def _ini_host(host: str, port: int | None, values: Mapping[str, str]) -> str:
+    name = host if port is None else f"{host}:{port}"
+    return " ".join([name, *(f"{k}={v}" for k, v in values.items())])
+
+
+def _yaml_host(host: str, port: int | None, values: Mapping[str, str]) -> list[str]:
+    name = host if port is None else f"{host}:{port}"
+    if not values:
+        return [f"    {name}:"]
+    return [f"    {name}:", *_yaml_vars(values, "      ")]
+
+
+@pytest.mark.parametrize("seed", GENERATED_SEEDS)
+def test_generated_inventory_reads_as_ansible_reads_it(
+    seed: int, oracle: dict[str, Oracle], fleet_env: None, ansible_env: dict[str, str]
+) -> None:
+    root = Path(ansible_env["ANSIBLE_HOME"]) / "generated" / str(seed)
+    assert_same(load_inventory(root), oracle[f"generated:{seed}"])
