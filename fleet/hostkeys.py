@@ -111,19 +111,17 @@ class KnownHosts:
         for ln in lines:
             if ln.revoked and ln.key.asbytes() == blob:
                 raise HostKeyProblem(f"host key {fp} for {name} is REVOKED ({ln.source})")
-        same_type = [
-            ln
-            for ln in lines
-            if not ln.revoked
-            and _matches(ln.patterns, name)
-            and ln.key.get_name() == key.get_name()
-        ]
-        if any(ln.key.asbytes() == blob for ln in same_type):
+        known = [ln for ln in lines if not ln.revoked and _matches(ln.patterns, name)]
+        if any(ln.key.asbytes() == blob for ln in known):
             return "known"
-        if same_type:
+        if known:
+            # Any known key, of any type, makes a different key a changed one (OpenSSH's
+            # accept-new rule): a man in the middle must not pass by offering another type.
+            same = [ln for ln in known if ln.key.get_name() == key.get_name()] or known
             raise HostKeyProblem(
                 f"HOST KEY CHANGED for {name}: server offers {key.get_name()} {fp}, "
-                f"known_hosts has another ({same_type[0].source}); refusing"
+                f"known_hosts has a {same[0].key.get_name()} key for it ({same[0].source}); "
+                "refusing"
             )
         if not accept_new:
             where = ", ".join(str(f) for f in self.files) or "no known_hosts file"

@@ -66,6 +66,28 @@ def test_changed_host_key_is_refused_even_with_accept_new(
     assert kh.read_text() == old  # not overwritten
 
 
+def test_a_known_key_of_another_type_makes_a_new_type_a_changed_key_not_a_new_host(
+    lab6: lab.LabInfo, tmp_path: Path
+) -> None:
+    # The lab host offers ed25519; known_hosts holds only an RSA key for it. OpenSSH's
+    # accept-new refuses this: a man in the middle only has to offer another key type.
+    rsa = tmp_path / "rsa_host_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa)], check=True
+    )
+    kh = tmp_path / "known_hosts"
+    old = f"[127.0.0.1]:{lab6.port} {' '.join(Path(f'{rsa}.pub').read_text().split()[:2])}\n"
+    kh.write_text(old)
+    inv = one_host(lab6, tmp_path, kh)
+    rc, doc = audit_json(
+        "-i", inv, "--limit", "clean-*", "--cpu-window", "0", "--accept-new-host-keys"
+    )
+    assert rc == 4
+    assert "HOST KEY CHANGED" in doc["hosts"][0]["error"]
+    assert "ssh-rsa key for it" in doc["hosts"][0]["error"]
+    assert kh.read_text() == old  # nothing appended: a later strict run must not trust it
+
+
 def test_accept_new_records_the_key_then_strict_mode_trusts_it(
     lab6: lab.LabInfo, tmp_path: Path
 ) -> None:
