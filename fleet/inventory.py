@@ -1,8 +1,9 @@
-"""Load an Ansible-style YAML inventory into Host records and select hosts by target patterns.
+"""Host and Inventory records, loading an Ansible inventory, and selecting hosts by patterns.
 
-The file format is Ansible's YAML inventory, so an inventory that already drives Ansible works
-unchanged. Every problem is raised as InventoryError with a one-line message that names the file
-and, where one exists, the line.
+Inventories are read as ansible-core reads them (YAML, INI, directories, group_vars/host_vars,
+ansible-inventory for the rest: fleet.inventory_sources and the modules it names), so one that
+already drives Ansible works unchanged. Every problem is raised as InventoryError with a
+one-line message that names the file and, where one exists, the line.
 """
 
 from __future__ import annotations
