@@ -14,6 +14,7 @@ the blocks it applied; the values themselves always come from `ssh -G`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pwd
@@ -65,6 +66,7 @@ class Answer:
     includes: Mapping[tuple[str, int], tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    has_match: bool = False  # a `Match` line was evaluated
 
     def one(self, key: str, default: str | None = None) -> str | None:
         values = self.settings.get(key)
@@ -73,7 +75,10 @@ class Answer:
 
 _READ = re.compile(r"debug1: Reading configuration data (.+)$")
 _APPLY = re.compile(r"debug1: (.+) line (\d+): Applying options for ")
-_INCLUDE = re.compile(r"debug3: (.+) line (\d+): Including file (.+) depth \d+$")
+# "(parse only)": an Include in a block that did not match is read for syntax, not applied.
+_INCLUDE = re.compile(
+    r"debug3: (.+) line (\d+): Including file (.+) depth \d+(?: \(parse only\))?$"
+)
 _MATCH_LINE = re.compile(r"debug3: (.+) line (\d+): (?:not )?matched ")
 
 
@@ -88,6 +93,7 @@ def parse_ssh_G(stdout: str, stderr: str = "") -> Answer:
     applied: set[tuple[str, int]] = set()
     includes: dict[tuple[str, int], list[str]] = {}
     match_at: tuple[str, int] | None = None
+    has_match = False
     for line in stderr.splitlines():
         if m := _READ.match(line):
             reads.append(m[1])
@@ -96,7 +102,7 @@ def parse_ssh_G(stdout: str, stderr: str = "") -> Answer:
         elif m := _INCLUDE.match(line):
             includes.setdefault((m[1], int(m[2])), []).append(m[3])
         elif line.startswith("debug2: checking match for"):
-            match_at = None
+            match_at, has_match = None, True
         elif m := _MATCH_LINE.match(line):
             match_at = (m[1], int(m[2]))
         elif line.startswith("debug2: match found") and match_at:
@@ -106,6 +112,7 @@ def parse_ssh_G(stdout: str, stderr: str = "") -> Answer:
         reads=tuple(reads),
         applied=frozenset(applied),
         includes=MappingProxyType({k: tuple(v) for k, v in includes.items()}),
+        has_match=has_match,
     )
 
 
@@ -189,8 +196,14 @@ def hop_argv(spec: JumpSpec, extra: str | None, config: str | None) -> tuple[str
 
 
 # ------------------------------------------------------------------ tokens
+@functools.cache
 def _passwd() -> pwd.struct_passwd:
     return pwd.getpwuid(os.getuid())
+
+
+@functools.cache
+def _thishost() -> str:
+    return socket.gethostname()
 
 
 def tilde_expand(path: str) -> str:
@@ -238,7 +251,7 @@ def percent_expand(text: str, tokens: Mapping[str, str], what: str, dollar: bool
 def identity_tokens(answer: Answer, host_arg: str) -> dict[str, str]:
     """The tokens OpenSSH 9.2 expands in IdentityFile (no %j before 9.4)."""
     pw = _passwd()
-    thishost = socket.gethostname()
+    thishost = _thishost()
     hostname = answer.one("hostname", host_arg) or host_arg
     port = answer.one("port", "22") or "22"
     user = answer.one("user", pw.pw_name) or pw.pw_name
@@ -586,11 +599,145 @@ def endpoint_from_answer(
     )
 
 
+# ------------------------------------------------------------------ sharing one answer
+# `ssh -G` costs ~7 ms of CPU, nearly all of it exec and dynamic linking: 1,000 distinct
+# addresses cost 7 s. Without Match, OpenSSH's answer depends on the address only through
+# which `Host` lines match it (and the host/hostname it prints), so addresses that match the
+# same Host lines of the same files, with otherwise the same argv, get the same answer.
+# Anything else (Match, canonicalization, a HostName with tokens) runs ssh -G per address.
+def _host_lines(
+    files: tuple[str, ...], memo: dict[str, list[tuple[int, str, str]]]
+) -> list[list[str]]:
+    return [
+        [p.strip('"') for p in value.split()]
+        for path in files
+        for _, kw, value in _config_lines(path, memo)
+        if kw == "host"
+    ]
+
+
+@functools.cache
+def _glob(pattern: str) -> re.Pattern[str]:
+    """OpenSSH's match_pattern: `*` and `?` only; the pattern is lowercased, the host not."""
+    parts = ("." if c == "?" else ".*" if c == "*" else re.escape(c) for c in pattern.lower())
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def host_line_matches(host: str, patterns: Sequence[str]) -> bool:
+    """A `Host` line's rule: a matching negated pattern vetoes, else any positive one."""
+    positive = False
+    for p in patterns:
+        if p.startswith("!"):
+            if _glob(p[1:]).fullmatch(host):
+                return False
+        elif _glob(p).fullmatch(host):
+            positive = True
+    return positive
+
+
+def _signature(host: str, lines: list[list[str]]) -> tuple[bool, ...]:
+    return tuple(host_line_matches(host, patterns) for patterns in lines)
+
+
+@dataclass(frozen=True)
+class _Class:
+    """An answer that other addresses may share, and how to recognise them."""
+
+    files: tuple[str, ...]
+    signature: tuple[bool, ...]
+    answer: Answer
+    keeps_hostname: bool  # HostName set (without tokens): printed as is for every member
+
+
+def _share(answer: Answer, address: str, argv: Sequence[str], memo: dict) -> _Class | None:
+    if answer.has_match or (answer.one("canonicalizehostname") or "false") not in ("false", "no"):
+        return None
+    applied = config_lines_applied(answer, memo)
+    set_by_config = [v for _, _, kw, v in applied if kw == "hostname"]
+    set_by_args = _option_values(argv, "hostname", None)
+    first = (set_by_args or set_by_config or [None])[0]
+    if first is not None and "%" in first:
+        return None
+    keeps = first is not None or answer.one("hostname") != address.lower()
+    files = tuple(dict.fromkeys(answer.reads))
+    return _Class(files, _signature(address, _host_lines(files, memo)), answer, keeps)
+
+
+def _as_member(c: _Class, address: str) -> Answer:
+    settings = dict(c.answer.settings)
+    settings["host"] = (address,)
+    if not c.keeps_hostname:
+        settings["hostname"] = (address.lower(),)
+    return Answer(
+        MappingProxyType(settings), c.answer.reads, c.answer.applied, c.answer.includes, False
+    )
+
+
+def _answers(
+    hosts: Sequence[Host],
+    argvs: Mapping[str, tuple[str, ...]],
+    cache: _Cache,
+    memo: dict[str, list[tuple[int, str, str]]],
+) -> dict[str, Answer | SSHConfigError]:
+    """Each host's `ssh -G` answer: run for one address of each class, shared by the rest."""
+    pending: dict[tuple[str, ...], list[Host]] = {}
+    for h in hosts:
+        pending.setdefault(argvs[h.name][:-1], []).append(h)  # same argv but the address
+    classes: dict[tuple[str, ...], list[_Class]] = {}
+    out: dict[str, Answer | SSHConfigError] = {}
+    while any(pending.values()):
+        run: list[tuple[str, ...]] = []
+        for prefix, group in pending.items():
+            left: list[Host] = []
+            for h in group:
+                member = next(
+                    (
+                        c
+                        for c in classes.get(prefix, ())
+                        if _signature(h.address, _host_lines(c.files, memo)) == c.signature
+                    ),
+                    None,
+                )
+                if member is not None:
+                    out[h.name] = _as_member(member, h.address)
+                else:
+                    left.append(h)
+            pending[prefix] = left
+            if not left:
+                continue
+            if prefix not in classes:
+                reps = left[:1]  # first round: one address shows whether sharing applies
+            elif not classes[prefix]:
+                reps = left  # nothing to share: every address on its own
+            else:
+                files = tuple(dict.fromkeys(f for c in classes[prefix] for f in c.files))
+                lines = _host_lines(files, memo)
+                by_sig: dict[tuple[bool, ...], Host] = {}
+                for h in left:
+                    by_sig.setdefault(_signature(h.address, lines), h)
+                reps = list(by_sig.values())
+            run += [argvs[h.name] for h in reps]
+        cache.fill(run)
+        for prefix, group in pending.items():
+            found = classes.setdefault(prefix, [])
+            left = []
+            for h in group:
+                answer = cache.answers.get(argvs[h.name])
+                if answer is None:
+                    left.append(h)
+                    continue
+                out[h.name] = answer
+                if isinstance(answer, Answer) and (c := _share(answer, h.address, prefix, memo)):
+                    found.append(c)
+            pending[prefix] = left
+    return out
+
+
 @dataclass
 class Resolution:
     endpoints: dict[str, Endpoint]
     warnings: list[str] = field(default_factory=list)
-    ssh_runs: int = 0  # distinct `ssh -G` argvs run (hosts sharing an argv share one run)
+    ssh_runs: int = 0  # `ssh -G` processes run (targets and jump hosts)
 
 
 def ssh_client() -> str | None:
@@ -603,32 +750,34 @@ def resolve_endpoints(
     *,
     ssh: str | None = None,
     workers: int = DEFAULT_WORKERS,
+    share: bool = True,
 ) -> Resolution:
     """Every host's Endpoint, before anything connects. `config` is an explicit ssh_config
     (`ssh -F`); None lets ssh read ~/.ssh/config and /etc/ssh/ssh_config as it always does.
+    `share=False` runs ssh -G for every distinct argv (the reference for the sharing).
 
     Raises SSHConfigError naming the host when OpenSSH refuses its settings."""
     ssh = ssh or ssh_client()
     if ssh is None:
         return _fallback(hosts, config)
     cache = _Cache(ssh, workers)
-    argvs = {h.name: ansible_argv(h, config) for h in hosts}
-    cache.fill(argvs.values())
-    _prefetch_hops(
-        (
-            (a, argv)
-            for argv in dict.fromkeys(argvs.values())
-            if isinstance(a := cache.answers[argv], Answer)
-        ),
-        cache,
-    )
     memo: dict[str, list[tuple[int, str, str]]] = {}
+    argvs = {h.name: ansible_argv(h, config) for h in hosts}
+    if share:
+        answers = _answers(hosts, argvs, cache, memo)
+    else:
+        cache.fill(argvs.values())
+        answers = {h.name: cache.answers[argvs[h.name]] for h in hosts}
+    _prefetch_hops(
+        ((a, argvs[name]) for name, a in answers.items() if isinstance(a, Answer)), cache
+    )
     endpoints: dict[str, Endpoint] = {}
     for h in hosts:
         try:
-            endpoints[h.name] = endpoint_from_answer(
-                h, argvs[h.name], cache.get(argvs[h.name]), cache, memo
-            )
+            answer = answers[h.name]
+            if isinstance(answer, SSHConfigError):
+                raise answer
+            endpoints[h.name] = endpoint_from_answer(h, argvs[h.name], answer, cache, memo)
         except SSHConfigError as exc:
             raise SSHConfigError(f"host '{h.name}' ({h.address}): ssh_config: {exc}") from None
     return Resolution(endpoints, [], cache.runs)
