@@ -370,3 +370,50 @@ def test_paramiko_fallback_differs_exactly_where_the_case_says(
     wrong = {n: sorted(d) for n, d in seen.items() if d != declared[n]}
     assert not wrong, f"paramiko differs (actual): {wrong}"
     assert any(seen.values()), "the fallback is worse somewhere, or this test proves nothing"
+
+
+_ADDRESSES = (
+    "good.example.com",
+    "Good.Example.com",  # OpenSSH lowercases the pattern, not the host
+    "bad.example.com",
+    "x.example.com",
+    "10.1.2.3",
+    "10.1.22.3",
+    "10.4.0.9",
+    "10.5.0.1",
+    "10.5.9.9",
+    "10.6.0.3",
+    "10.7.0.1",
+    "10.8.0.1",
+    "10.9.0.7",
+    "10.10.0.5",
+    "db1.prod",
+    "db2.prod",
+    "db01",
+    "tok.example",
+    "127.0.0.1",
+    "plain",
+)
+
+
+def test_sharing_one_ssh_G_answer_between_addresses_changes_no_endpoint(
+    env: dict[str, Path], corpus: list[tuple[Case, Host, list[str], Effective]]
+) -> None:
+    """Addresses that match the same Host lines share one `ssh -G` run; the reference is
+    `ssh -G` for every address. Every corpus config x every address, sources included."""
+    hosts: dict[str, dict[str, Any]] = {}
+    for cfg in sorted(env["corpus"].glob("*.conf")):
+        for i, address in enumerate(_ADDRESSES):
+            hosts[f"{cfg.stem}-{i}"] = {
+                "ansible_host": address,
+                "ansible_ssh_extra_args": f"-F {cfg}",
+            }
+    inv = env["root"] / "sharing.yml"
+    inv.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    targets = list(load_inventory(inv).hosts.values())
+    shared = resolve_endpoints(targets)
+    each = resolve_endpoints(targets, share=False)
+    for h in targets:
+        a, b = shared.endpoints[h.name], each.endpoints[h.name]
+        assert (a, dict(a.sources)) == (b, dict(b.sources)), h.name
+    assert shared.ssh_runs < each.ssh_runs / 2, (shared.ssh_runs, each.ssh_runs)
