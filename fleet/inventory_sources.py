@@ -97,7 +97,7 @@ def read_file(path: Path, data: SourceData) -> None:
     script = ext not in _NOT_SCRIPTS and path.is_file() and os.access(path, os.X_OK)
     if ext == ".toml" or script:
         raise NeedsAnsible(path)
-    text = read_text(path)
+    text = read_text(path, ini_comments=ext not in YAML_EXTENSIONS)
     if is_vaulted(text):
         raise NeedsAnsible(path)
     if ext in YAML_EXTENSIONS or not ext:

@@ -51,8 +51,11 @@ def _dir_files(directory: Path) -> list[Path]:
     return found
 
 
-def read_text(path: Path) -> str:
-    """A source file as text; InventoryError naming the file (and line) when it cannot be."""
+def read_text(path: Path, ini_comments: bool = False) -> str:
+    """A source file as text; InventoryError naming the file (and line) when it cannot be.
+
+    ini_comments: like Ansible's ini plugin, a comment line need not be UTF-8 (it is blanked).
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -62,7 +65,17 @@ def read_text(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        fail(path, data.count(b"\n", 0, exc.start) + 1, "not valid UTF-8 text")
+        if not ini_comments:
+            fail(path, data.count(b"\n", 0, exc.start) + 1, "not valid UTF-8 text")
+    lines: list[str] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if line[:1] in (b"#", b";"):
+            line = b""
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            fail(path, number, "not valid UTF-8 text")
+    return "\n".join(lines)
 
 
 def is_vaulted(text: str) -> bool:
