@@ -67,7 +67,6 @@ class _Builder:
         self.data = data
         self.groups = data.groups
         self.vars_dir = vars_dir
-        self.priority: dict[str, int] = {}
 
     def order_groups(self) -> list[str]:
         """Groups with every parent before its children; raises on a cycle."""

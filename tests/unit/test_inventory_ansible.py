@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -189,6 +190,8 @@ def effective(host: Host) -> dict[str, Any]:
         "fleet_netdata_restart": host.netdata_restart,
         "fleet_cpus": host.cpus_text,
         "fleet_jump": host.jump,
+        "ssh_args": list(host.ssh_args),
+        "ansible_become_password": host.become_password,
     }
 
 
@@ -212,6 +215,9 @@ def expected_effective(name: str, hostvars: Mapping[str, Any]) -> dict[str, Any]
         "fleet_netdata_restart": hostvars.get("fleet_netdata_restart", "systemctl restart netdata"),
         "fleet_cpus": None if cpus is None else str(cpus),
         "fleet_jump": hostvars.get("fleet_jump"),
+        "ssh_args": shlex.split(hostvars.get("ansible_ssh_common_args", ""))
+        + shlex.split(hostvars.get("ansible_ssh_extra_args", "")),
+        "ansible_become_password": hostvars.get("ansible_become_password"),
     }
 
 
