@@ -346,47 +346,75 @@ class _Cache:
 _KEYWORD = re.compile(r"\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*?)\s*$")
 
 
-def _config_lines(
-    path: str, memo: dict[str, list[tuple[int, str, str]]]
-) -> list[tuple[int, str, str]]:
-    if path not in memo:
-        lines: list[tuple[int, str, str]] = []
-        try:
-            text = Path(path).read_text(errors="replace")
-        except OSError:
-            text = ""
-        for n, raw in enumerate(text.splitlines(), 1):
-            if raw.lstrip().startswith("#"):
-                continue
-            if m := _KEYWORD.match(raw):
-                lines.append((n, m[1].lower(), m[2]))
-        memo[path] = lines
-    return memo[path]
+_Line = tuple[int, str, str]  # line number, keyword (lowercase), value as written
 
 
-def config_lines_applied(
-    answer: Answer, memo: dict[str, list[tuple[int, str, str]]]
-) -> list[tuple[str, int, str, str]]:
-    """Every config line (file, line, keyword, value) in a block ssh applied, in the order
-    ssh read them (an Include's lines at the Include)."""
-    included = {f for files in answer.includes.values() for f in files}
-    out: list[tuple[str, int, str, str]] = []
+class _Reader:
+    """The config files ssh read, each read once per run, and what is derived from them."""
 
-    def walk(path: str, active: bool, depth: int) -> None:
-        for n, kw, value in _config_lines(path, memo):
-            if kw in ("host", "match"):
-                active = (path, n) in answer.applied
-            elif kw == "include":
-                if depth < 16:
-                    for inc in answer.includes.get((path, n), ()):
-                        walk(inc, active, depth + 1)
-            elif active:
-                out.append((path, n, kw, value))
+    def __init__(self) -> None:
+        self._blocks: dict[str, list[tuple[int | None, list[_Line]]]] = {}
+        self._applied: dict[tuple[Any, ...], list[tuple[str, int, str, str]]] = {}
+        self._matchers: dict[tuple[str, ...], _Matcher] = {}
 
-    for root in dict.fromkeys(answer.reads):
-        if root not in included:
-            walk(root, True, 0)
-    return out
+    def blocks(self, path: str) -> list[tuple[int | None, list[_Line]]]:
+        """The file cut at each Host/Match line: (that line's number or None, body)."""
+        if path not in self._blocks:
+            try:
+                text = Path(path).read_text(errors="replace")
+            except OSError:
+                text = ""
+            blocks: list[tuple[int | None, list[_Line]]] = [(None, [])]
+            for n, raw in enumerate(text.splitlines(), 1):
+                if raw.lstrip().startswith("#") or not (m := _KEYWORD.match(raw)):
+                    continue
+                kw = m[1].lower()
+                if kw in ("host", "match"):
+                    blocks.append((n, [(n, kw, m[2])]))
+                else:
+                    blocks[-1][1].append((n, kw, m[2]))
+            self._blocks[path] = blocks
+        return self._blocks[path]
+
+    def applied(self, answer: Answer) -> list[tuple[str, int, str, str]]:
+        """Every config line (file, line, keyword, value) in a block ssh applied, in the
+        order ssh read them (an Include's lines at the Include)."""
+        key = (answer.reads, answer.applied, tuple(sorted(answer.includes.items())))
+        if key in self._applied:
+            return self._applied[key]
+        included = {f for files in answer.includes.values() for f in files}
+        out: list[tuple[str, int, str, str]] = []
+
+        def walk(path: str, active: bool, depth: int) -> None:
+            for start, body in self.blocks(path):
+                if start is not None:
+                    active = (path, start) in answer.applied
+                if not active:
+                    continue  # an Include here is parse-only: nothing in it applies
+                for n, kw, value in body:
+                    if kw == "include":
+                        for inc in answer.includes.get((path, n), ()) if depth < 16 else ():
+                            walk(inc, True, depth + 1)
+                    elif kw not in ("host", "match"):
+                        out.append((path, n, kw, value))
+
+        for root in dict.fromkeys(answer.reads):
+            if root not in included:
+                walk(root, True, 0)
+        self._applied[key] = out
+        return out
+
+    def matcher(self, files: tuple[str, ...]) -> _Matcher:
+        if files not in self._matchers:
+            lines = [
+                [p.strip('"') for p in value.split()]
+                for path in files
+                for start, body in self.blocks(path)
+                if start is not None and body[0][1] == "host"
+                for value in (body[0][2],)
+            ]
+            self._matchers[files] = _Matcher(lines)
+        return self._matchers[files]
 
 
 _FLAGS = {"port": "-p", "user": "-l", "identityfile": "-i", "proxyjump": "-J"}
@@ -400,9 +428,9 @@ def _cmdline_sets(argv: Sequence[str], keyword: str) -> bool:
 class _Sources:
     """Where each of one host's settings came from, for `fleet hosts -v`."""
 
-    def __init__(self, host: Host, answer: Answer, memo: dict[str, list[tuple[int, str, str]]]):
+    def __init__(self, host: Host, answer: Answer, reader: _Reader):
         self.host = host
-        self.lines = config_lines_applied(answer, memo)
+        self.lines = reader.applied(answer)
         self.ssh_args = tuple(getattr(host, "ssh_args", ()))
         self.var_sources: Mapping[str, Any] = getattr(host, "var_sources", None) or {}
 
@@ -549,10 +577,10 @@ def endpoint_from_answer(
     argv: tuple[str, ...],
     answer: Answer,
     cache: _Cache,
-    memo: dict[str, list[tuple[int, str, str]]] | None = None,
+    reader: _Reader | None = None,
 ) -> Endpoint:
     """The endpoint fleet connects to, from the host's own `ssh -G` answer."""
-    s = _Sources(host, answer, {} if memo is None else memo)
+    s = _Sources(host, answer, reader or _Reader())
     tokens = identity_tokens(answer, host.address)
     written = _key_sources(host, s)
     keys: list[str] = []
@@ -605,17 +633,6 @@ def endpoint_from_answer(
 # which `Host` lines match it (and the host/hostname it prints), so addresses that match the
 # same Host lines of the same files, with otherwise the same argv, get the same answer.
 # Anything else (Match, canonicalization, a HostName with tokens) runs ssh -G per address.
-def _host_lines(
-    files: tuple[str, ...], memo: dict[str, list[tuple[int, str, str]]]
-) -> list[list[str]]:
-    return [
-        [p.strip('"') for p in value.split()]
-        for path in files
-        for _, kw, value in _config_lines(path, memo)
-        if kw == "host"
-    ]
-
-
 @functools.cache
 def _glob(pattern: str) -> re.Pattern[str]:
     """OpenSSH's match_pattern: `*` and `?` only; the pattern is lowercased, the host not."""
@@ -635,8 +652,24 @@ def host_line_matches(host: str, patterns: Sequence[str]) -> bool:
     return positive
 
 
-def _signature(host: str, lines: list[list[str]]) -> tuple[bool, ...]:
-    return tuple(host_line_matches(host, patterns) for patterns in lines)
+class _Matcher:
+    """Which `Host` lines of some files match an address: literal patterns by lookup (a
+    config with a block per host stays linear), wildcards and negations one by one."""
+
+    def __init__(self, lines: list[list[str]]) -> None:
+        self.literal: dict[str, list[int]] = {}
+        self.other: list[tuple[int, list[str]]] = []
+        for i, patterns in enumerate(lines):
+            if any(p.startswith("!") or "*" in p or "?" in p for p in patterns):
+                self.other.append((i, patterns))
+            else:
+                for p in patterns:
+                    self.literal.setdefault(p.lower(), []).append(i)
+
+    def signature(self, host: str) -> frozenset[int]:
+        found = set(self.literal.get(host, ()))
+        found.update(i for i, patterns in self.other if host_line_matches(host, patterns))
+        return frozenset(found)
 
 
 @dataclass(frozen=True)
@@ -644,23 +677,21 @@ class _Class:
     """An answer that other addresses may share, and how to recognise them."""
 
     files: tuple[str, ...]
-    signature: tuple[bool, ...]
+    signature: frozenset[int]
     answer: Answer
     keeps_hostname: bool  # HostName set (without tokens): printed as is for every member
 
 
-def _share(answer: Answer, address: str, argv: Sequence[str], memo: dict) -> _Class | None:
+def _share(answer: Answer, address: str, argv: Sequence[str], reader: _Reader) -> _Class | None:
     if answer.has_match or (answer.one("canonicalizehostname") or "false") not in ("false", "no"):
         return None
-    applied = config_lines_applied(answer, memo)
-    set_by_config = [v for _, _, kw, v in applied if kw == "hostname"]
-    set_by_args = _option_values(argv, "hostname", None)
-    first = (set_by_args or set_by_config or [None])[0]
+    set_by_config = [v for _, _, kw, v in reader.applied(answer) if kw == "hostname"]
+    first = (_option_values(argv, "hostname", None) or set_by_config or [None])[0]
     if first is not None and "%" in first:
         return None
     keeps = first is not None or answer.one("hostname") != address.lower()
     files = tuple(dict.fromkeys(answer.reads))
-    return _Class(files, _signature(address, _host_lines(files, memo)), answer, keeps)
+    return _Class(files, reader.matcher(files).signature(address), answer, keeps)
 
 
 def _as_member(c: _Class, address: str) -> Answer:
@@ -673,53 +704,57 @@ def _as_member(c: _Class, address: str) -> Answer:
     )
 
 
+_Classes = dict[tuple[str, ...], dict[frozenset[int], _Class]]  # files -> signature -> class
+
+
+def _member(address: str, classes: _Classes, reader: _Reader) -> Answer | None:
+    for files, table in classes.items():
+        found = table.get(reader.matcher(files).signature(address))
+        if found is not None:
+            return _as_member(found, address)
+    return None
+
+
 def _answers(
     hosts: Sequence[Host],
     argvs: Mapping[str, tuple[str, ...]],
     cache: _Cache,
-    memo: dict[str, list[tuple[int, str, str]]],
+    reader: _Reader,
 ) -> dict[str, Answer | SSHConfigError]:
     """Each host's `ssh -G` answer: run for one address of each class, shared by the rest."""
     pending: dict[tuple[str, ...], list[Host]] = {}
     for h in hosts:
         pending.setdefault(argvs[h.name][:-1], []).append(h)  # same argv but the address
-    classes: dict[tuple[str, ...], list[_Class]] = {}
+    classes: dict[tuple[str, ...], _Classes] = {}
+    shareable: dict[tuple[str, ...], bool] = {}
     out: dict[str, Answer | SSHConfigError] = {}
     while any(pending.values()):
         run: list[tuple[str, ...]] = []
         for prefix, group in pending.items():
-            left: list[Host] = []
+            known = classes.get(prefix, {})
+            left = []
             for h in group:
-                member = next(
-                    (
-                        c
-                        for c in classes.get(prefix, ())
-                        if _signature(h.address, _host_lines(c.files, memo)) == c.signature
-                    ),
-                    None,
-                )
-                if member is not None:
-                    out[h.name] = _as_member(member, h.address)
+                shared = _member(h.address, known, reader) if known else None
+                if shared is not None:
+                    out[h.name] = shared
                 else:
                     left.append(h)
             pending[prefix] = left
             if not left:
                 continue
-            if prefix not in classes:
+            if prefix not in shareable:
                 reps = left[:1]  # first round: one address shows whether sharing applies
-            elif not classes[prefix]:
+            elif not shareable[prefix]:
                 reps = left  # nothing to share: every address on its own
             else:
-                files = tuple(dict.fromkeys(f for c in classes[prefix] for f in c.files))
-                lines = _host_lines(files, memo)
-                by_sig: dict[tuple[bool, ...], Host] = {}
+                matcher = reader.matcher(tuple(dict.fromkeys(f for fs in known for f in fs)))
+                by_sig: dict[frozenset[int], Host] = {}
                 for h in left:
-                    by_sig.setdefault(_signature(h.address, lines), h)
+                    by_sig.setdefault(matcher.signature(h.address), h)
                 reps = list(by_sig.values())
             run += [argvs[h.name] for h in reps]
         cache.fill(run)
         for prefix, group in pending.items():
-            found = classes.setdefault(prefix, [])
             left = []
             for h in group:
                 answer = cache.answers.get(argvs[h.name])
@@ -727,8 +762,14 @@ def _answers(
                     left.append(h)
                     continue
                 out[h.name] = answer
-                if isinstance(answer, Answer) and (c := _share(answer, h.address, prefix, memo)):
-                    found.append(c)
+                c = (
+                    _share(answer, h.address, prefix, reader)
+                    if isinstance(answer, Answer)
+                    else None
+                )
+                shareable[prefix] = shareable.get(prefix, True) and c is not None
+                if c is not None:
+                    classes.setdefault(prefix, {}).setdefault(c.files, {})[c.signature] = c
             pending[prefix] = left
     return out
 
@@ -761,10 +802,10 @@ def resolve_endpoints(
     if ssh is None:
         return _fallback(hosts, config)
     cache = _Cache(ssh, workers)
-    memo: dict[str, list[tuple[int, str, str]]] = {}
+    reader = _Reader()
     argvs = {h.name: ansible_argv(h, config) for h in hosts}
     if share:
-        answers = _answers(hosts, argvs, cache, memo)
+        answers = _answers(hosts, argvs, cache, reader)
     else:
         cache.fill(argvs.values())
         answers = {h.name: cache.answers[argvs[h.name]] for h in hosts}
@@ -777,7 +818,7 @@ def resolve_endpoints(
             answer = answers[h.name]
             if isinstance(answer, SSHConfigError):
                 raise answer
-            endpoints[h.name] = endpoint_from_answer(h, argvs[h.name], answer, cache, memo)
+            endpoints[h.name] = endpoint_from_answer(h, argvs[h.name], answer, cache, reader)
         except SSHConfigError as exc:
             raise SSHConfigError(f"host '{h.name}' ({h.address}): ssh_config: {exc}") from None
     return Resolution(endpoints, [], cache.runs)
