@@ -16,8 +16,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import secrets
 import socket
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,9 @@ from fleet.fixes import Op
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
 
 
 def operator() -> str:
@@ -120,37 +125,61 @@ class JournaledRun:
         return [s for s in reversed(self.steps.get(host, [])) if s.needs_undo]
 
 
+def _check_owned(path: Path) -> None:
+    """A journal drives writes as root on hosts: only the user's own, private files count."""
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode) or not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise UsageError(f"{path}: not a plain file or directory; refusing to use it")
+    if st.st_uid != os.geteuid():
+        raise UsageError(f"{path}: owned by uid {st.st_uid}, not by you; refusing to use it")
+    if st.st_mode & 0o022:
+        raise UsageError(
+            f"{path}: writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            "refusing to use it"
+        )
+
+
 def load_run(path: Path) -> JournaledRun:
-    """Read a journal; a line cut short by a crash (the last one) is ignored."""
+    """Read a journal. Only its last line may be cut short (a kill during the write: that
+    record never happened); a damaged line anywhere else makes the whole journal refused,
+    naming the line, since skipping it could undo too little."""
+    _check_owned(path.parent)
+    _check_owned(path)
     header: dict[str, Any] = {}
     steps: dict[str, dict[int, JournaledStep]] = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a write cut short by a kill: the record never happened
-            kind = rec.get("type")
-            try:
-                if kind == "run":
-                    header = rec
-                elif kind == "intent":
-                    steps.setdefault(rec["host"], {})[rec["seq"]] = JournaledStep(
-                        rec["seq"],
-                        rec["step"],
-                        ops_from_json(rec["ops"]),
-                        ops_from_json(rec["undo"]),
-                        rec.get("changes", []),
-                    )
-                elif kind in ("result", "undo"):
-                    step = steps.get(rec["host"], {}).get(rec["seq"])
-                    if step is not None:
-                        if kind == "result":
-                            step.result = rec["status"]
-                        else:
-                            step.undone = rec["status"]
-            except (KeyError, TypeError) as exc:
-                raise UsageError(f"{path}:{number}: not a fleet journal record ({exc})") from None
+    # Records end with "\n"; what follows the last one is a write cut short by a kill.
+    *records, _cut_short = path.read_bytes().split(b"\n")
+    for number, raw in enumerate(records, 1):
+        try:
+            rec = json.loads(raw)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            raise UsageError(
+                f"{path}:{number}: damaged journal line; refusing to roll back from it"
+            ) from None
+        try:
+            kind = rec["type"]
+            if kind == "run":
+                header = rec
+            elif kind == "intent":
+                steps.setdefault(rec["host"], {})[rec["seq"]] = JournaledStep(
+                    rec["seq"],
+                    rec["step"],
+                    ops_from_json(rec["ops"]),
+                    ops_from_json(rec["undo"]),
+                    rec.get("changes", []),
+                )
+            elif kind in ("result", "undo"):
+                step = steps.get(rec["host"], {}).get(rec["seq"])
+                if step is not None:
+                    if kind == "result":
+                        step.result = rec["status"]
+                    else:
+                        step.undone = rec["status"]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"{path}:{number}: not a fleet journal record ({exc})") from None
     if not header:
         raise UsageError(f"{path}: not a fleet journal (no run record)")
     return JournaledRun(
@@ -166,13 +195,15 @@ def list_runs(state: Path) -> list[Path]:
     directory = state / "journal"
     if not directory.is_dir():
         return []
-    return sorted(directory.glob("*.jsonl"))
+    return sorted(p for p in directory.glob("*.jsonl") if RUN_ID.fullmatch(p.stem))
 
 
 def find_run(state: Path, run_id: str | None, hosts: list[str]) -> JournaledRun | None:
     """The run to roll back: `run_id`, else the newest with something left to undo on
     one of `hosts`."""
     if run_id is not None:
+        if not RUN_ID.fullmatch(run_id):
+            raise UsageError(f"--run {run_id!r} is not a run id (like 20260101T120000Z-a1b2c3)")
         path = state / "journal" / f"{run_id}.jsonl"
         if not path.exists():
             raise UsageError(f"no journal for run {run_id} in {path.parent}")

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -352,7 +352,8 @@ def _wait_netdata_gone(s: _Session, wait_s: float) -> HostResult:
 def undo_step(s: _Session, step: JournaledStep) -> str | None:
     """Restore one step's files; None when restored, else why not. Each undo op expects the
     value the step wrote; a file already back at its previous value counts as restored."""
-    ops = step.undo
+    # A command comes from the inventory, never from the journal (a file on disk).
+    ops = [replace(o, data=s.host.netdata_restart) if o.mode == "run" else o for o in step.undo]
     if not ops:
         return None
     out = s.apply(ops, extra=180.0 if any(o.mode == "run" for o in ops) else 0.0)

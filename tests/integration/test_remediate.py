@@ -216,9 +216,14 @@ def test_failure_after_the_second_step_rolls_back_both_and_its_own_writes(
     # first, then fails here.
     fault = tree / "sys/kernel/tracing/instances/fault"
     fault.mkdir()
-    (fault / "set_event").symlink_to(READ_ONLY_ONE)
-    before = snapshot(tree)
-    rc, doc = apply(fleet_lab, "incident*")
+    # A set_event that reads like the kernel's and refuses every write, root's included.
+    (fault / "set_event").write_text("sched:sched_switch\n")
+    subprocess.run(["chattr", "+i", str(fault / "set_event")], check=True)
+    try:
+        before = snapshot(tree)
+        rc, doc = apply(fleet_lab, "incident*")
+    finally:
+        subprocess.run(["chattr", "-i", str(fault / "set_event")], check=True)
     host = doc["hosts"][0]
     assert rc == 1
     assert steps(host) == [

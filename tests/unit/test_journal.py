@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -65,5 +66,53 @@ def test_a_file_that_is_not_a_journal_is_named(tmp_path: Path) -> None:
     path.write_text('{"type": "intent"}\n')
     with pytest.raises(UsageError, match=r"x.jsonl:1: not a fleet journal record"):
         load_run(path)
-    with pytest.raises(UsageError, match="no journal for run nope"):
-        find_run(tmp_path, "nope", [])
+    with pytest.raises(UsageError, match="no journal for run 20260101T000000Z-bbbbbb"):
+        find_run(tmp_path, "20260101T000000Z-bbbbbb", [])
+
+
+@pytest.mark.parametrize("run_id", ["../../x/evil", "nope", "20260101T000000Z-aaaaaa/../x", ""])
+def test_run_takes_a_run_id_never_a_path(tmp_path: Path, run_id: str) -> None:
+    with pytest.raises(UsageError, match="is not a run id"):
+        find_run(tmp_path, run_id, [])
+
+
+def test_a_damaged_line_in_the_middle_refuses_the_journal_naming_the_line(
+    tmp_path: Path,
+) -> None:
+    j = Journal.start(tmp_path, "20260101T000000Z-aaaaaa", ["fleet"], "pb.yml")
+    j.write(intent("web1", 1, "netdata.ebpf_off"))
+    j.close()
+    with open(j.path, "a") as f:
+        f.write('{"type": "result", "host": "we\n')  # damaged, yet a whole line
+    j2 = Journal(j.path)
+    j2.write(intent("web1", 2, "kprobes.disarm"))
+    j2.close()
+    with pytest.raises(UsageError, match=r"aaaaaa.jsonl:3: damaged journal line"):
+        load_run(j.path)
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602])
+def test_a_journal_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    j = Journal.start(tmp_path, "20260101T000000Z-aaaaaa", ["fleet"], "pb.yml")
+    j.close()
+    j.path.chmod(mode)
+    with pytest.raises(UsageError, match="writable by group or others"):
+        load_run(j.path)
+
+
+def test_a_journal_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    j = Journal.start(tmp_path, "20260101T000000Z-aaaaaa", ["fleet"], "pb.yml")
+    j.close()
+    j.path.parent.chmod(0o777)
+    with pytest.raises(UsageError, match="writable by group or others"):
+        find_run(tmp_path, "20260101T000000Z-aaaaaa", [])
+
+
+def test_a_journal_planted_by_another_user_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    j = Journal.start(tmp_path, "20260101T000000Z-aaaaaa", ["fleet"], "pb.yml")
+    j.close()
+    os.chown(j.path, 65534, 65534)
+    with pytest.raises(UsageError, match="owned by uid 65534, not by you"):
+        load_run(j.path)
