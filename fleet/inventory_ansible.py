@@ -75,6 +75,10 @@ def run_ansible_inventory(source: Path, needs: Path) -> dict[str, Any]:
 def _error_line(stderr: str) -> str:
     """The line that says what went wrong, out of ansible's multi-line report."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    # "Completely failed to parse inventory source" says less than the first plugin's reason.
+    for line in lines:
+        if "Failed to parse inventory with" in line and "plugin:" in line:
+            return line.removeprefix("[WARNING]:").strip()
     for line in lines:
         if line.startswith(("[ERROR]", "ERROR")):
             return line.split(":", 1)[1].strip() if ":" in line else line

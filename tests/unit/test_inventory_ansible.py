@@ -41,6 +41,7 @@ CASES = {
     "toml": "hosts.toml",
     "directory_with_script": "inv",
     "vaulted": "hosts.yml",
+    "vaulted_inventory": "hosts.yml",
 }
 VAULT_PASSWORD = CASES_DIR / "vaulted" / "vault-password"
 # Vars fleet turns into Host fields; their effective values are compared one by one.
@@ -117,7 +118,8 @@ def oracle(ansible_env: dict[str, str]) -> dict[str, Oracle]:
     """Every case through ansible-inventory once, in parallel (each run is ~0.5 s of CPU)."""
     jobs = {case: (CASES_DIR / case / src, ansible_env) for case, src in CASES.items()}
     with_vault = {**ansible_env, "ANSIBLE_VAULT_PASSWORD_FILE": str(VAULT_PASSWORD)}
-    jobs["vaulted+password"] = (CASES_DIR / "vaulted" / "hosts.yml", with_vault)
+    for case in ("vaulted", "vaulted_inventory"):
+        jobs[f"{case}+password"] = (CASES_DIR / case / CASES[case], with_vault)
     errors = Path(ansible_env["ANSIBLE_HOME"]) / "errors"
     for case, (files, source, _) in BAD_INPUTS.items():
         jobs[f"bad:{case}"] = (write_case(errors / case, files) / source, ansible_env)
@@ -299,31 +301,41 @@ def test_precedence_follows_depth_then_priority_then_name(
     assert_same(load_inventory(CASES_DIR / "precedence" / "hosts.yml"), oracle["precedence"])
 
 
-def test_vaulted_host_vars_file_without_the_password_is_one_clear_error(
-    oracle: dict[str, Oracle], fleet_env: None
+VAULTED = [("vaulted", "host_vars/web1.yml"), ("vaulted_inventory", "hosts.yml")]
+
+
+@pytest.mark.parametrize(("case", "vaulted"), VAULTED)
+def test_vaulted_file_without_the_password_is_one_clear_error(
+    case: str, vaulted: str, oracle: dict[str, Oracle], fleet_env: None
 ) -> None:
     # Ansible itself cannot read the file without the vault password, so neither can fleet:
     # it hands the inventory to ansible-inventory and reports its refusal in one line.
-    result = oracle["vaulted"]
+    result = oracle[case]
     assert result.returncode != 0 and "no vault secrets" in result.stderr
     with pytest.raises(InventoryError) as info:
-        load_inventory(CASES_DIR / "vaulted" / "hosts.yml")
+        load_inventory(CASES_DIR / case / CASES[case])
     message = str(info.value)
-    assert message.startswith(f"{CASES_DIR / 'vaulted' / 'host_vars' / 'web1.yml'}: ")
+    assert message.startswith(f"{CASES_DIR / case / vaulted}: ")
     assert "no vault secrets found" in message and "ANSIBLE_VAULT_PASSWORD_FILE" in message
     assert "\n" not in message
 
 
-def test_vaulted_host_vars_file_is_read_through_ansible_with_the_password(
-    oracle: dict[str, Oracle], fleet_env: None, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("case", "vaulted"), VAULTED)
+def test_vaulted_file_is_read_through_ansible_with_the_password(
+    case: str,
+    vaulted: str,
+    oracle: dict[str, Oracle],
+    fleet_env: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(VAULT_PASSWORD))
-    inventory = load_inventory(CASES_DIR / "vaulted" / "hosts.yml")
-    assert_same(inventory, oracle["vaulted+password"])
-    assert (inventory.hosts["web1"].port, inventory.hosts["web1"].become_password) == (
-        2201,
-        "s3cret",
-    )
+    inventory = load_inventory(CASES_DIR / case / CASES[case])
+    assert_same(inventory, oracle[f"{case}+password"])
+    if case == "vaulted":
+        web1 = inventory.hosts["web1"]
+        assert (web1.port, web1.become_password) == (2201, "s3cret")
+    else:
+        assert inventory.hosts["v1"].port == 2205
 
 
 @pytest.mark.parametrize(
