@@ -7,11 +7,14 @@ and 5xx; never other 4xx (the URL or the payload is wrong, and retrying will not
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from tenacity import (
@@ -73,10 +76,13 @@ def payload(data: ReportData) -> dict[str, Any]:
 
 def redacted(url: str) -> str:
     """Scheme and host only: webhook paths and queries often hold the secret."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port out of range or not a number
+        return "webhook URL"
     if not parts.scheme or not parts.hostname:
         return "webhook URL"
-    port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{parts.hostname}{port}/..."
 
 
@@ -87,10 +93,19 @@ def post_json(
     attempts: int = ATTEMPTS,
     wait_s: float = 0.5,
 ) -> Delivery:
-    """POST `body`; NotifyError with the last reason when every attempt failed."""
+    """POST `body`; NotifyError with the last reason when every attempt failed.
+
+    Each attempt has `timeout` seconds in all, not per read (urllib's own timeout is per
+    socket read, so a server trickling its headers could hold it for minutes): the request
+    runs in a daemon thread that is abandoned when its time is up.
+    """
     where = redacted(url)
     if not url.startswith(("http://", "https://")):
         raise NotifyError(f"{where}: only http:// and https:// webhooks are supported")
+    try:
+        urllib.parse.urlsplit(url).port
+    except ValueError as exc:
+        raise NotifyError(f"{where}: bad URL: {exc}") from None
     data = json.dumps(body).encode()
     tries = 0
 
@@ -112,16 +127,33 @@ def post_json(
                 "User-Agent": f"fleet/{__version__}",
             },
         )
+        answer: SimpleQueue[int | BaseException] = SimpleQueue()
+
+        def send() -> None:
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    answer.put(int(resp.status))
+            except BaseException as exc:  # handed to the caller's thread
+                answer.put(exc)
+
+        threading.Thread(target=send, daemon=True, name="fleet-webhook").start()
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 429 or exc.code >= 500:
-                raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
-            raise NotifyError(f"{where}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Transient(str(reason) or type(exc).__name__) from None
+            got = answer.get(timeout=timeout)
+        except Empty:
+            raise _Transient(f"no complete answer within {timeout:g} s") from None
+        if isinstance(got, int):
+            return got
+        if isinstance(got, urllib.error.HTTPError):
+            if got.code == 429 or got.code >= 500:
+                raise _Transient(f"HTTP {got.code} {got.reason}")
+            raise NotifyError(f"{where}: HTTP {got.code} {got.reason}")
+        if isinstance(got, urllib.error.URLError | OSError):
+            reason = getattr(got, "reason", got)
+            raise _Transient(str(reason) or type(got).__name__)
+        if isinstance(got, http.client.HTTPException):
+            raise _Transient(f"not an HTTP answer ({type(got).__name__}: {got})")
+        # A URL urllib cannot use (a port out of range, say): retrying will not help.
+        raise NotifyError(f"{where}: {type(got).__name__}: {got}")
 
     try:
         status = once()

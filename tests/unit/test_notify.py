@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -57,3 +62,68 @@ def test_redacted_keeps_scheme_and_host_only() -> None:
         "https://hooks.example.com/..."
     )
     assert redacted("http://127.0.0.1:8080/a") == "http://127.0.0.1:8080/..."
+
+
+@pytest.fixture
+def raw_server() -> Iterator[tuple[int, list[bytes]]]:
+    """A loopback TCP server answering every request with `replies[0]`, byte by byte
+    with a pause when the answer starts with b"SLOW"."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    replies: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                reply = replies[0]
+                if reply.startswith(b"SLOW"):
+                    for b in reply[4:]:  # headers trickling in, 1 byte per 0.5 s
+                        if stop.wait(0.5):
+                            break
+                        with contextlib.suppress(OSError):
+                            conn.sendall(bytes([b]))
+                else:
+                    conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], replies
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def test_a_server_trickling_its_headers_is_cut_off_at_the_attempts_deadline(
+    raw_server: tuple[int, list[bytes]],
+) -> None:
+    port, replies = raw_server
+    replies.append(b"SLOW" + b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 200 + b"\r\n\r\n")
+    started = time.monotonic()
+    with pytest.raises(NotifyError, match=r"no complete answer within 1 s \(after 2 attempts\)"):
+        post_json(f"http://127.0.0.1:{port}/x", {"x": 1}, timeout=1.0, attempts=2, wait_s=0.01)
+    # Each read arrives well within urllib's per-read timeout; only a total deadline ends it.
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("url", "reply", "why"),
+    [
+        ("http://127.0.0.1:{port}/x", b"GARBAGE\r\n\r\n", "not an HTTP answer"),
+        ("http://127.0.0.1:99999/x", b"", "port out of range"),
+    ],
+)
+def test_a_bad_answer_or_a_bad_url_is_a_notify_error_not_a_traceback(
+    raw_server: tuple[int, list[bytes]], url: str, reply: bytes, why: str
+) -> None:
+    port, replies = raw_server
+    replies.append(reply)
+    with pytest.raises(NotifyError, match=why):
+        post_json(url.format(port=port), {"x": 1}, timeout=2.0, attempts=2, wait_s=0.01)
