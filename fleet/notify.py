@@ -103,7 +103,7 @@ def post_json(
     if not url.startswith(("http://", "https://")):
         raise NotifyError(f"{where}: only http:// and https:// webhooks are supported")
     try:
-        urllib.parse.urlsplit(url).port
+        _ = urllib.parse.urlsplit(url).port  # checks it: out of range or not a number
     except ValueError as exc:
         raise NotifyError(f"{where}: bad URL: {exc}") from None
     data = json.dumps(body).encode()

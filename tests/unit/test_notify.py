@@ -117,7 +117,7 @@ def test_a_server_trickling_its_headers_is_cut_off_at_the_attempts_deadline(
     ("url", "reply", "why"),
     [
         ("http://127.0.0.1:{port}/x", b"GARBAGE\r\n\r\n", "not an HTTP answer"),
-        ("http://127.0.0.1:99999/x", b"", "port out of range"),
+        ("http://127.0.0.1:99999/x", b"", "bad URL: Port out of range"),
     ],
 )
 def test_a_bad_answer_or_a_bad_url_is_a_notify_error_not_a_traceback(
