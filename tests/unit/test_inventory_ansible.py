@@ -372,7 +372,11 @@ def test_each_value_names_the_file_and_line_that_set_it(fleet_env: None) -> None
         "web_tier": f"{case}/group_vars/web:2",
         "ansible_become": f"{case}/group_vars/web:3",
         "ansible_port": f"{case}/host_vars/web03.yml:1",
+        "api_token": f"{case}/host_vars/web03.yml:4",
+        "templated": f"{case}/host_vars/web03.yml:7",
+        "raw_braces": f"{case}/host_vars/web03.yml:8",
     }
+    assert isinstance(web03.vars["api_token"], EncryptedValue)
     db1 = load_inventory(CASES_DIR / "ini_all" / "hosts").hosts["db1"]
     assert db1.var_sources["ansible_port"] == f"{CASES_DIR / 'ini_all' / 'hosts'}:18"
     assert db1.var_sources["env"] == f"{CASES_DIR / 'ini_all' / 'hosts'}:35"
