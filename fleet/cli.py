@@ -253,13 +253,15 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the output to FILE")
 
 
-def _write_output(text: str, path: Path | None) -> None:
+def _write_output(text: str, path: Path | None, private: bool = False) -> None:
+    """stdout, or PATH written atomically; `private` (0600) for output that carries file
+    contents from hosts, such as a remediation's before/after netdata.conf."""
     if path is None:
         sys.stdout.write(text)
         return
     from fleet.outfile import write_atomic
 
-    write_atomic(path, text)  # never replaces /dev/null or a FIFO with a file
+    write_atomic(path, text, 0o600 if private else 0o644)  # never replaces a FIFO with a file
     print(f"fleet: wrote {path}", file=sys.stderr)
 
 
@@ -383,7 +385,7 @@ def cmd_remediate(args: argparse.Namespace) -> int:
                 text = render_json(remediation_document(plan, "remediate", str(playbook_path)))
             else:
                 text = render_plan(plan)
-            _write_output(text, args.output)
+            _write_output(text, args.output, private=True)
             return remediation_exit_code(plan.hosts) | (1 if planned else 0)
         sys.stderr.write(render_plan(plan))
         if not planned:
@@ -400,7 +402,7 @@ def cmd_remediate(args: argparse.Namespace) -> int:
         text = render_json(remediation_document(run, "remediate", str(playbook_path)))
     else:
         text = render_results(run)
-    _write_output(text, args.output)
+    _write_output(text, args.output, private=True)
     targets = " ".join(f"--host {shlex.quote(p)}" for p in args.limit)
     print(
         f"fleet: run {run.run_id}; journal {ctx.journal.path}; "
@@ -431,7 +433,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         text = render_json(remediation_document(result, "rollback", str(playbook_path)))
     else:
         text = render_results(result, rollback=True)
-    _write_output(text, args.output)
+    _write_output(text, args.output, private=True)
     return remediation_exit_code(result.hosts)
 
 

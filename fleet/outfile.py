@@ -8,7 +8,7 @@ from pathlib import Path
 from fleet.errors import UsageError
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Temp file in the same directory (hidden, not matching *.prom), then rename. A path
     that is not a regular file (/dev/stdout, a FIFO) is written in place: never replaced."""
     if path.exists() and not path.is_file():
@@ -21,7 +21,7 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(mode=0o755, exist_ok=True)  # the -o directory of several formats
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 from typing import Any
 
@@ -32,8 +33,27 @@ def _sys(h: HostResult) -> str:
     return f"{h.cpu.system_pct:.1f}" if h.cpu else "-"
 
 
+# Text from hosts reaches the terminal: C0/C1 controls (ESC sequences can rewrite the
+# screen or the title), DEL and bidi overrides are shown as escapes, never sent raw.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    return _UNSAFE.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text
+    )
+
+
+def _one_line(text: str) -> str:
+    return terminal_safe(text).replace("\n", "\\n")
+
+
 def _detail(h: HostResult) -> str:
     """Failing check ids first (what to fix), then errors; warnings only as a count (-v)."""
+    return _one_line(_detail_text(h))
+
+
+def _detail_text(h: HostResult) -> str:
     if h.error and not h.checks:
         return h.error
     text = ", ".join(h.failing)
@@ -129,8 +149,8 @@ def _evidence_lines(evidence: dict[str, Any], indent: str) -> list[str]:
 
 def _short(value: Any) -> str:
     if isinstance(value, str):
-        return value
-    text = json.dumps(value, separators=(",", ":"))
+        return _one_line(value)
+    text = json.dumps(value, separators=(",", ":"))  # escapes controls itself
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -139,16 +159,16 @@ def render_verbose(hosts: list[HostResult], color: bool = False) -> str:
     out = []
     for h in hosts:
         where = f"{h.address}:{h.port}"
-        kernel = f", kernel {h.kernel}" if h.kernel else ""
+        kernel = f", kernel {_one_line(h.kernel)}" if h.kernel else ""
         out.append(
             f"{h.name}  {_paint(h.status, h.status, color)}  ({where}{kernel}, {h.duration_s:.2f}s)"
         )
         if h.error:
-            out.append(f"  error: {h.error}")
+            out.append(f"  error: {_one_line(h.error)}")
         for f in h.checks:
             out.append(
                 f"  {_paint(f.status.upper(), f.status, color):4}  {f.id}  [{f.severity}]  "
-                f"{f.summary}"
+                f"{_one_line(f.summary)}"
             )
             if f.status in ("fail", "warn", "error"):
                 out.extend(_evidence_lines(f.evidence, "        "))

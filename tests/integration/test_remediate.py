@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -111,6 +112,12 @@ def test_plan_changes_nothing_and_shows_each_step_as_a_diff(fleet_lab: lab.LabIn
     assert {name: snapshot(t) for name, t in trees.items()} == before
     assert "Starting session" in sshd_log(fleet_lab)  # it did reach the hosts
     assert not list(Path(os.environ["FLEET_STATE_DIR"]).glob("journal/*.jsonl"))
+    # The JSON carries whole netdata.conf files from the hosts: written for the user only.
+    out = Path(os.environ["FLEET_STATE_DIR"]).parent / "plan.json"
+    proc = run_fleet("remediate", "-i", fleet_lab.inventory, "--host", "incident*", "--json",
+                     "-o", out)
+    assert proc.returncode == 1, proc.stderr
+    assert "ebpf = no" in out.read_text() and stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
 def test_apply_without_a_terminal_needs_yes(fleet_lab: lab.LabInfo) -> None:
