@@ -30,6 +30,7 @@ from fleet.inventory_data import (
     EncryptedValue,
     SourceData,
     Val,
+    VarSources,
     fail,
     fail_at,
 )
@@ -291,11 +292,11 @@ class _Builder:
         shown = {key: val.value for key, val in merged.items()}
         # Code that asks "did the inventory set ansible_host?" must also see it when it was
         # spelled ansible_ssh_host, and see the value that actually won.
-        sources = {key: val.where for key, val in merged.items()}
+        sources = dict(merged)
         for key in _ALIASES.values():
             if key in settings:
                 shown[key] = settings[key][1].value
-                sources[key] = settings[key][1].where
+                sources[key] = settings[key][1]
         return Host(
             name=name,
             address=address,
@@ -314,7 +315,7 @@ class _Builder:
             become_password=become_password,
             ssh_args=tuple(ssh_args),
             jump=jump,
-            var_sources=MappingProxyType(sources),
+            var_sources=VarSources(sources),
         )
 
     def secret(self, name: str, key: str, found: Val) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -47,6 +48,27 @@ class Val:
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}" if self.line is not None else str(self.file)
+
+
+class VarSources(Mapping[str, str]):
+    """var name -> where its value was set ("FILE:LINE"), formatted only when asked for."""
+
+    __slots__ = ("_vals",)
+
+    def __init__(self, vals: Mapping[str, Val]) -> None:
+        self._vals = vals
+
+    def __getitem__(self, key: str) -> str:
+        return self._vals[key].where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vals)
+
+    def __len__(self) -> int:
+        return len(self._vals)
+
+    def __repr__(self) -> str:
+        return f"VarSources({dict(self)!r})"
 
 
 @dataclass
