@@ -89,3 +89,18 @@ def test_a_config_ssh_refuses_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "host 'db01'" in err and f"{tmp_path / 'config'}: line 2" in err
+
+
+def test_without_an_ssh_client_paramiko_reads_the_config_with_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no `ssh` anywhere
+    from fleet.hosts import list_hosts
+
+    listed = list_hosts(_inventory(tmp_path, CONFIG), None, tmp_path / "config")
+    assert listed.ssh_runs == 0 and len(listed.warnings) == 1
+    web = next(v.endpoint for v in listed.hosts if v.name == "web01")
+    assert (web.address, web.port, web.user) == ("127.0.0.8", 2200, "www")
+    assert main(["hosts", "-i", str(_inventory(tmp_path, CONFIG))]) == 0
+    err = capsys.readouterr().err
+    assert err.count("fleet: warning: no ssh client found") == 1 and err.count("\n") == 1
