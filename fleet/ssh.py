@@ -492,6 +492,15 @@ def _connect_once(
         if isinstance(sock, ChannelSocket):
             return _JumpedConnection(t, endpoint)
         return Connection(t, endpoint)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        t.close()
+        if isinstance(sock, ChannelSocket) and not isinstance(exc, HostKeyProblem):
+            # The bastion died under the handshake: say so, not "No existing session".
+            bastion = sock.bastion_transport()
+            bastion.join(timeout=1.0)
+            if not bastion.is_active():
+                raise SSHError(f"via bastion {describe(endpoint.jump)}: it went away") from None
+        raise
     except BaseException:
         t.close()
         raise

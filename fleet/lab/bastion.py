@@ -42,6 +42,11 @@ class Bastion:
         return f"{self.user}@{self.address}:{self.port}"
 
 
+def free_port(avoid: int = 0) -> int:
+    """A loopback port for a bastion that is to start (and restart) on the same port."""
+    return lab._free_port(avoid)
+
+
 def prepare(state_dir: Path, authorized_keys: Path, permit_open: list[tuple[str, int]]) -> Path:
     """Host key and sshd_config in `state_dir` (kept across stop/start); returns the config."""
     state = Path(os.path.abspath(state_dir))
