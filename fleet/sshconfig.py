@@ -695,6 +695,9 @@ def _share(answer: Answer, address: str, argv: Sequence[str], reader: _Reader) -
 
 
 def _as_member(c: _Class, address: str) -> Answer:
+    """The class's answer for another address. Only what fleet reads is made exact (host,
+    hostname; IdentityFile and ProxyCommand are printed raw and expanded per address later);
+    a setting ssh -G prints expanded with %h (UserKnownHostsFile, say) keeps the first one's."""
     settings = dict(c.answer.settings)
     settings["host"] = (address,)
     if not c.keeps_hostname:
