@@ -126,6 +126,8 @@ def oracle(ansible_env: dict[str, str]) -> dict[str, Oracle]:
     generated = Path(ansible_env["ANSIBLE_HOME"]) / "generated"
     for seed in GENERATED_SEEDS:
         jobs[f"generated:{seed}"] = (generated_inventory(generated / str(seed), seed), ansible_env)
+    typing_file = typing_inventory(generated / "typing.ini", TYPING_SEED)
+    jobs["typing"] = (typing_file, ansible_env)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         futures = {case: pool.submit(run_oracle, *job) for case, job in jobs.items()}
         return {case: future.result() for case, future in futures.items()}
@@ -622,3 +624,91 @@ def test_generated_inventory_reads_as_ansible_reads_it(
 ) -> None:
     root = Path(ansible_env["ANSIBLE_HOME"]) / "generated" / str(seed)
     assert_same(load_inventory(root), oracle[f"generated:{seed}"])
+
+
+# --- INI value typing: many random value texts, one file ---------------------------------
+
+TYPING_SEED = 20261203
+# Fragments that steer Python's literal syntax (and shell quoting) into its corners.
+_FRAGMENTS = [
+    "0",
+    "1",
+    "7",
+    "010",
+    "0x1F",
+    "0o7",
+    "0b1",
+    "1_0",
+    "1e3",
+    "1e400",
+    ".5",
+    "-",
+    "+",
+    "j",
+    "True",
+    "False",
+    "None",
+    "yes",
+    "abc",
+    "[",
+    "]",
+    "(",
+    ")",
+    "{",
+    "}",
+    ",",
+    ":",
+    "'",
+    '"',
+    "b'x'",
+    "u'x'",
+    "...",
+    " ",
+    "#",
+    "=",
+    "\\",
+    "\\n",
+    "é",
+    "{'k': 1}",
+    "[1, (2, 3)]",
+    "{1, 2}",
+    "()",
+    "''",
+]
+
+
+def _random_text(rng: random.Random) -> str:
+    return "".join(rng.choice(_FRAGMENTS) for _ in range(rng.randint(1, 4)))
+
+
+def typing_inventory(path: Path, seed: int, count: int = 200) -> Path:
+    """One INI file: up to `count` hosts with a random value on their line (texts the shell
+    split does not keep as one key=value word are left out), as many groups with a random
+    value in their :vars section."""
+    rng = random.Random(seed)
+    host_lines: list[str] = []  # at the top: hosts of "ungrouped"
+    group_lines: list[str] = []
+    for index in range(count):
+        text = _random_text(rng)
+        line = f"t{index} v={text}".strip()  # both readers strip lines
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError:
+            tokens = []
+        if len(tokens) == 2 and tokens[1].startswith("v="):  # else both refuse the line
+            host_lines.append(line)
+        vars_text = _random_text(rng)
+        if vars_text.strip():
+            group_lines += [f"[g{index}]", f"t{index}", f"[g{index}:vars]", f"w={vars_text}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(host_lines + group_lines) + "\n")
+    return path
+
+
+def test_ini_values_are_typed_as_ansible_types_them(
+    oracle: dict[str, Oracle], fleet_env: None, ansible_env: dict[str, str]
+) -> None:
+    path = Path(ansible_env["ANSIBLE_HOME"]) / "generated" / "typing.ini"
+    inventory = load_inventory(path)
+    assert len(inventory.hosts) > 100
+    assert_same(inventory, oracle["typing"])
