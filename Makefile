@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit lint deps sshd busybox chromium sudo aptlists qemu install clean bench e2e-vm
+.PHONY: demo test unit lint deps sshd busybox chromium sudo aptlists qemu install clean bench bench-bastion e2e-vm
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -107,6 +107,12 @@ $(BENCH_STAMP): pyproject.toml bench/requirements.txt bench/requirements-pyinfra
 
 bench: $(BENCH_STAMP) sshd
 	$(BENCH_VENV)/bin/python bench/run.py
+	$(BENCH_VENV)/bin/python bench/bastion.py
+
+# `make bench-bastion`: 200 hosts behind one lab bastion, fleet's fabric channels vs one
+# `ssh -W` per host (FLEET_JUMP_VIA=ssh); bench/bastion.json. About 3 minutes on 2 cores.
+bench-bastion: $(BENCH_STAMP) sshd
+	$(BENCH_VENV)/bin/python bench/bastion.py
 
 # `make e2e-vm` (CI runs it after `make test`): the real-kernel tier. Builds a Debian 12 guest
 # from apt-get download (cached in $(E2E_DIR)), boots it under QEMU (KVM one short try, then
