@@ -144,7 +144,7 @@ def resolve_endpoint(host: Host, ssh_config: paramiko.SSHConfig | None) -> Endpo
     cfg = ssh_config.lookup(host.address) if ssh_config else {}
     v = host.vars
     address = cfg.get("hostname", host.address)  # HostName rewrites ansible_host, as in ssh
-    port = host.port if "ansible_port" in v else int(cfg.get("port", host.port))
+    port = host.port if v.get("ansible_port") is not None else int(cfg.get("port", host.port))
     user = host.user or cfg.get("user") or getpass.getuser()
     if host.key_file:
         keys: tuple[str, ...] = (host.key_file,)

@@ -123,7 +123,7 @@ def ansible_argv(host: Host, config: Path | None = None) -> tuple[str, ...]:
     argv: list[str] = []
     if config is not None:
         argv += ["-F", str(config)]
-    if "ansible_port" in host.vars:
+    if host.vars.get("ansible_port") is not None:  # null is unset, as in Ansible
         argv += ["-o", f"Port={host.port}"]
     if host.key_file:
         argv += ["-o", f'IdentityFile="{host.key_file}"']
@@ -445,14 +445,14 @@ class _Sources:
         if not _cmdline_sets(self.ssh_args, keyword):
             return None
         for var in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-            if var in self.host.vars and _cmdline_sets(
+            if self.host.vars.get(var) is not None and _cmdline_sets(
                 shlex.split(str(self.host.vars[var])), keyword
             ):
                 return self.var(var)
         return "inventory ssh args"
 
     def first(self, keyword: str, inventory_var: str | None, default: str) -> str:
-        if inventory_var and inventory_var in self.host.vars:
+        if inventory_var and self.host.vars.get(inventory_var) is not None:
             return self.var(inventory_var)
         found = self.args(keyword) or next(iter(self.config(keyword)), None)
         return found or default
@@ -601,7 +601,7 @@ def endpoint_from_answer(
         proxy_command = expand_proxy_command(proxy, answer, host.address)
     jump = _chain(answer, argv, cache)
 
-    named = s.var("ansible_host") if "ansible_host" in host.vars else "inventory name"
+    named = s.var("ansible_host") if host.vars.get("ansible_host") else "inventory name"
     sources = {
         "address": s.args("hostname") or next(iter(s.config("hostname")), None) or named,
         "port": s.first("port", "ansible_port", "default (22)"),
