@@ -9,9 +9,12 @@
 #   append PATH EXPECT  TOKENS  same check; append each line of TOKENS with its own write()
 #   file   PATH EXPECT  NEW     config file: backup copy PATH.fleet-TAG.bak, NEW written to a
 #                               temp copy (owner and mode kept) and renamed over PATH
+#   restore PATH EXPECT PREV    undo of `file`: PREV written the same way, no new backup; the
+#                               backup PATH.fleet-TAG.bak is removed when it holds PREV
 #   same   PATH EXPECT  -       only check: the file holds EXPECT exactly (same-lines: any order)
 #   run    -    -       CMD     run CMD with sh -c (the inventory's netdata restart command)
-#   lock   PATH OWNER   NOW     mkdir PATH as a lock; OWNER stale (or "-"): take it over
+#   lock   PATH OWNER   NOW     mkdir PATH as a lock (its directory must exist: nothing else
+#                               is created on the host); OWNER stale (or "-"): take it over
 #   unlock PATH OWNER   -       remove the lock PATH if OWNER still holds it
 # Every check runs before any write, so a step whose state moved since it was read changes
 # nothing. Output: "<NONCE> op I STATUS DETAIL" per op, then the file as it reads after the
@@ -40,12 +43,12 @@ while [ "$i" -lt "$ops" ]; do
   i=$((i + 1)); mode=$1; path=$2; f=$R$2; check=$3; data=$4; shift 4
   set -- "$@" "$mode" "$path" "$check" "$data"
   case $mode in
-    set|file|same|trunc|append|same-lines) ;;
+    set|file|restore|same|trunc|append|same-lines) ;;
     *) continue ;;
   esac
   if ! content "$f"; then s op "$i" fail "$(why "$(cat -- "$f" 2>&1 >/dev/null)")"; s done; exit 3; fi
   case $mode in
-    set|file|same) [ "$c" = "$check" ] ;;
+    set|file|restore|same) [ "$c" = "$check" ] ;;
     *) [ "$(sorted "$c")" = "$(sorted "$check")" ] ;;
   esac || { s op "$i" changed "content differs from the plan"; s done; exit 4; }
 done
@@ -77,12 +80,21 @@ EOF
         rm -f -- "$tmp"; s op "$i" fail "$(why "$err")"; s done; exit 5
       fi
       continue ;;
+    restore)
+      bak=$f.fleet-$TAG.bak; tmp=$f.fleet-$TAG.new
+      if err=$( (cp -p -- "$f" "$tmp" && printf '%s' "$data" >"$tmp" && mv -f -- "$tmp" "$f") 2>&1 ); then
+        if content "$bak" && [ "$c" = "$data" ]; then rm -f -- "$bak"; fi
+        s op "$i" ok
+      else
+        rm -f -- "$tmp"; s op "$i" fail "$(why "$err")"; s done; exit 5
+      fi
+      continue ;;
     run)
       out=$(sh -c "$data" </dev/null 2>&1); rc=$?
       if [ "$rc" -eq 0 ]; then s op "$i" ok; else s op "$i" fail "rc $rc: $(why "$out")"; s done; exit 6; fi
       continue ;;
     lock)
-      mkdir -p -- "${f%/*}" 2>/dev/null
+      if [ ! -d "${f%/*}" ]; then s op "$i" fail "${path%/*}: No such file or directory"; s done; exit 5; fi
       if [ "$check" != - ]; then
         # Take over a stale lock only if it still names the owner judged stale.
         if content "$f/owner" && [ "$c" = "$check" ] && mv -- "$f" "$f.stale.$$" 2>/dev/null; then

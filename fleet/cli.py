@@ -414,7 +414,7 @@ def cmd_remediate(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from fleet.journal import Journal, find_run
-    from fleet.remediate import remediation_exit_code, rollback_fleet
+    from fleet.remediate import rollback_exit_code, rollback_fleet
     from fleet.render.json_out import render_json
     from fleet.render.remediation import remediation_document, render_results
 
@@ -434,7 +434,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     else:
         text = render_results(result, rollback=True)
     _write_output(text, args.output, private=True)
-    return remediation_exit_code(result.hosts)
+    return rollback_exit_code(result.hosts)
 
 
 def _add_report_parser(sub: Any) -> None:

@@ -124,7 +124,7 @@ def plan_netdata(facts: HostFacts, inp: PlanInput) -> Step | None:
     if any(p.endswith("/ebpf-go.plugin") for p in facts.netdata_plugins):
         new = set_netdata_value(new, PLUGINS, "ebpf-go", "no")
     step.ops = [Op("file", path, old, new), restart]
-    step.undo = [Op("file", path, new, old), restart]
+    step.undo = [Op("restore", path, new, old), restart]
     step.changes = [Change(path, old, new)]
     return step
 

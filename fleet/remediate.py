@@ -24,7 +24,15 @@ from fleet.audit import AuditContext, host_failed, probe_host, utc_now
 from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
 from fleet.cpu import CpuFigures
 from fleet.facts import HostFacts
-from fleet.findings import COMPLIANT, ERROR, NON_COMPLIANT, UNREACHABLE, Finding, HostResult
+from fleet.findings import (
+    COMPLIANT,
+    ERROR,
+    NON_COMPLIANT,
+    UNREACHABLE,
+    Finding,
+    HostResult,
+    host_status,
+)
 from fleet.fixes import Op, PlanInput, Step, plan_step, render_diff
 from fleet.inventory import Host
 from fleet.journal import Journal, JournaledRun, JournaledStep, operator, ops_json
@@ -349,11 +357,21 @@ def _wait_netdata_gone(s: _Session, wait_s: float) -> HostResult:
         time.sleep(1.0)
 
 
+def _undo_op(op: Op, host: Host) -> Op:
+    """An undo op as it may run: a command comes from the inventory, never from the journal
+    (a file on disk); a config file is restored without a new backup (journals before
+    `restore` existed said `file`)."""
+    if op.mode == "run":
+        return replace(op, data=host.netdata_restart)
+    if op.mode == "file":
+        return replace(op, mode="restore")
+    return op
+
+
 def undo_step(s: _Session, step: JournaledStep) -> str | None:
     """Restore one step's files; None when restored, else why not. Each undo op expects the
     value the step wrote; a file already back at its previous value counts as restored."""
-    # A command comes from the inventory, never from the journal (a file on disk).
-    ops = [replace(o, data=s.host.netdata_restart) if o.mode == "run" else o for o in step.undo]
+    ops = [_undo_op(o, s.host) for o in step.undo]
     if not ops:
         return None
     out = s.apply(ops, extra=180.0 if any(o.mode == "run" for o in ops) else 0.0)
@@ -587,7 +605,6 @@ def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostR
     s = _open(host, ctx, start)
     if isinstance(s, HostRemediation):
         return s
-    s.tag = f"{run.run_id}-rollback"
     rem = HostRemediation(
         HostResult(host.name, host.address, host.port, COMPLIANT, None, 0.0), run.run_id
     )
@@ -610,7 +627,9 @@ def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostR
         rem.checks_after = after.checks
         rem.result.kernel = after.kernel
         rem.failed = not restored
-        rem.result.status = COMPLIANT if restored else NON_COMPLIANT
+        # The host as the re-audit finds it: back to its state before the run, so usually
+        # non-compliant; whether the rollback worked is `failed` and the exit code.
+        rem.result.status = host_status(after.checks, None)
         if not restored:
             rem.result.error = "not every step could be restored (see steps)"
     except StepFailed as exc:
@@ -716,6 +735,18 @@ def rollback_fleet(
     )
     ctx.audit.ssh.jumps.close()
     return RemediationRun(run.run_id, started, utc_now(), out)
+
+
+def rollback_exit_code(hosts: list[HostRemediation]) -> int:
+    """Contract: 0 when every host was fully restored (whatever its compliance then); bit 1
+    some host not fully restored; bit 4 unreachable or error."""
+    code = 0
+    for h in hosts:
+        if h.status in (UNREACHABLE, ERROR):
+            code |= 4
+        elif h.failed:
+            code |= 1
+    return code
 
 
 def remediation_exit_code(hosts: list[HostRemediation]) -> int:

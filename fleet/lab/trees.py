@@ -530,6 +530,8 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
         enabled_functions=f"{tracing}/enabled_functions",
     )
 
+    tree.mkdir("run")  # where remediation takes its lock, as on every Linux host
+
     # debugfs
     tree.mkdir("sys/kernel/debug")
     if plan.debugfs:

@@ -44,16 +44,15 @@ def root(info: lab.LabInfo, kind: str) -> Path:
     return (info.state_dir / "hosts" / name).resolve()
 
 
-def snapshot(tree: Path) -> dict[str, bytes]:
-    """Every file of a host tree but the CPU model's moving proc/stat and fleet's backups."""
-    out = {}
+def snapshot(tree: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and directory (None) of a host tree, fleet's backups and lock
+    included, but the CPU model's moving proc/stat."""
+    out: dict[str, bytes | None] = {}
     for p in sorted(tree.rglob("*")):
         rel = str(p.relative_to(tree))
-        if p.is_symlink() or not p.is_file() or (rel.startswith("proc/") and "stat" in p.name):
+        if p.is_symlink() or (rel.startswith("proc/") and "stat" in p.name):
             continue
-        if ".fleet-" in p.name and p.name.endswith(".bak"):
-            continue
-        out[rel] = p.read_bytes()
+        out[rel] = p.read_bytes() if p.is_file() else None
     return out
 
 
@@ -174,7 +173,8 @@ def test_apply_fixes_verifies_and_rollback_restores_byte_for_byte(
         ("tracing.probe_events_off", "rolled-back"),
         ("netdata.ebpf_off", "rolled-back"),
     ]
-    assert snapshot(tree) == before
+    assert back["hosts"][0]["status"] == "non-compliant"  # as the re-audit finds it
+    assert snapshot(tree) == before  # no backup, no lock, no directory left behind
     # Rolling back again has nothing left to do.
     proc = run_fleet("rollback", "-i", fleet_lab.inventory, "--host", "incident*")
     assert proc.returncode == 0 and "nothing to roll back" in proc.stderr

@@ -103,6 +103,10 @@ def test_the_lock_admits_one_owner_and_a_stale_one_can_be_taken_over(
     tmp_path: Path, shell: str
 ) -> None:
     lock = "/run/fleet-remediate.lock"
+    missing = run(tmp_path, [Op("lock", lock, "-", "A\t1")], shell)
+    assert missing.results[0].status == "fail"  # no /run: nothing is created on the host
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()
     assert run(tmp_path, [Op("lock", lock, "-", "A\t1")], shell).ok
     held = run(tmp_path, [Op("lock", lock, "-", "B\t2")], shell)
     assert held.results[0].status == "held" and held.results[0].after == "A\t1\n"
@@ -124,3 +128,17 @@ def test_hostile_paths_and_values_are_data_not_shell(tmp_path: Path, shell: str)
     assert out.ok and f.read_text() == value
     assert not [p for p in tmp_path.rglob("PWNED*")] and not list(Path.cwd().glob("PWNED*"))
     assert os.listdir(tmp_path) == [rel.split("/")[1]]
+
+
+def test_restore_undoes_a_file_op_and_leaves_no_backup_behind(tmp_path: Path, shell: str) -> None:
+    f = put(tmp_path, "/etc/netdata/netdata.conf", "[plugins]\n")
+    f.chmod(0o640)
+    before = sorted(p.name for p in f.parent.iterdir())
+    assert run(tmp_path, [Op("file", "/etc/netdata/netdata.conf", "[plugins]\n", "new\n")],
+               shell).ok
+    assert (f.parent / "netdata.conf.fleet-run1.bak").read_text() == "[plugins]\n"
+    out = run(tmp_path, [Op("restore", "/etc/netdata/netdata.conf", "new\n", "[plugins]\n")],
+              shell)
+    assert out.ok and f.read_text() == "[plugins]\n"
+    assert sorted(p.name for p in f.parent.iterdir()) == before
+    assert f.stat().st_mode & 0o777 == 0o640  # owner and mode kept
