@@ -50,7 +50,8 @@ class Host:
     key_file: str | None
     become: bool
     groups: tuple[str, ...]  # every group holding the host, directly or via children, sorted
-    vars: Mapping[str, Any] = field(compare=False, hash=False)  # merged, read-only
+    # merged, read-only; not in repr: it may hold ansible_become_password
+    vars: Mapping[str, Any] = field(compare=False, hash=False, repr=False)
     fleet_root: str
     known_hosts: str | None
     netdata_restart: str
