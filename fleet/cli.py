@@ -56,7 +56,8 @@ def _add_target_options(p: argparse.ArgumentParser, target: str = "--limit") -> 
         "-i",
         "--inventory",
         type=Path,
-        help="Ansible-style YAML inventory ($FLEET_INVENTORY, else inventory/hosts.yml)",
+        help="Ansible inventory: YAML, INI, a directory, or anything ansible-inventory reads "
+        "($FLEET_INVENTORY, else inventory/hosts.yml)",
     )
     p.add_argument(
         target,
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         "user, keys, jump hosts or proxy command, from the inventory and OpenSSH's own "
         "reading of ssh_config (ssh -G). Nothing is contacted.",
     )
-    hosts.add_argument("-i", "--inventory", type=Path, help="Ansible-style YAML inventory")
+    hosts.add_argument("-i", "--inventory", type=Path, help="Ansible inventory (as for audit)")
     hosts.add_argument(
         "--limit", action="append", metavar="PATTERN", help="hosts or groups, as for audit"
     )
