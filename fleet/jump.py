@@ -286,7 +286,7 @@ def reason(exc: BaseException) -> str:
     if isinstance(exc, (HostKeyProblem, JumpError)):
         return str(exc)
     if isinstance(exc, TimeoutError):
-        return "connect timed out"
+        return str(exc) if str(exc) not in ("", "timed out") else "connect timed out"
     if isinstance(exc, paramiko.AuthenticationException):
         return f"authentication failed ({exc})"
     if isinstance(exc, OSError):
@@ -411,6 +411,13 @@ def open_fabric_bastion(
         conn.open()
         if not _alive(conn):
             raise TimeoutError("SSH handshake timed out")
+    except paramiko.SSHException as exc:
+        conn.client.close()
+        # start_client returns silently at its timeout; paramiko then finds "No existing
+        # session". Either way (or the banner's own timeout) the bastion did not answer.
+        if str(exc) == "No existing session" or reason(exc).endswith("(timed out)"):
+            raise TimeoutError("SSH handshake timed out") from None
+        raise
     except BaseException:
         conn.client.close()
         raise

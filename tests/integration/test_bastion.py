@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,14 @@ class Setup:
         target = [(self.info.address, self.info.port)]
         self.current = lab_bastion.start(self.state, authorized, target, port=self.port)
         return self.current
+
+    def variant(self, name: str, jump: str) -> Path:
+        """The same inventory with another `fleet_jump` for the hosts behind the bastion."""
+        doc = yaml.safe_load(self.inventory.read_text())
+        doc["all"]["children"]["behind"]["vars"]["fleet_jump"] = jump
+        path = self.inventory.with_name(f"{name}.yml")
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
 
     def stop(self) -> None:
         if self.current is not None:
@@ -111,12 +120,12 @@ class Run:
     """The real CLI in the background; its output goes to files (a 200-host JSON document
     would fill a pipe nobody reads while the test samples `ss`)."""
 
-    def __init__(self, s: Setup, *args: str) -> None:
+    def __init__(self, s: Setup, *args: str, inventory: Path | None = None, cmd: str = "audit"):
         # Closed in finish(): they outlive this method by design.
         self.out = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.err = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            fleet_argv("audit", "-i", s.inventory, "--json", *args),
+            fleet_argv(cmd, "-i", inventory or s.inventory, "--json", *args),
             stdout=self.out,
             stderr=self.err,
             text=True,
@@ -141,8 +150,8 @@ class Run:
         return doc
 
 
-def _audit(s: Setup, *args: str) -> Run:
-    return Run(s, *args)
+def _audit(s: Setup, *args: str, inventory: Path | None = None, cmd: str = "audit") -> Run:
+    return Run(s, *args, inventory=inventory, cmd=cmd)
 
 
 def _finish(run: Run, timeout: float = 60) -> dict[str, Any]:
@@ -214,6 +223,120 @@ def test_an_unknown_bastion_key_is_refused_before_any_authentication(setup: Setu
     assert not (Path(setup.env["HOME"]) / ".ssh" / "known_hosts").exists()
 
 
+THREE = "clean-001,clean-002,clean-003"
+
+
+def test_accept_new_records_the_bastion_key_and_the_next_run_trusts_it(
+    setup: Setup, tmp_path: Path
+) -> None:
+    b = setup.current or setup.start()
+    fresh = tmp_path / "known_hosts"
+    doc = _finish(
+        _audit(
+            setup,
+            "--cpu-window",
+            "0",
+            "--limit",
+            THREE,
+            "--accept-new-host-keys",
+            "--known-hosts",
+            str(fresh),
+        )
+    )
+    assert Counter(h["status"] for h in doc["hosts"]) == {"compliant": 3}
+    key = b.known_hosts_line.split(" ", 1)[1]
+    assert fresh.read_text() == f"[{b.address}]:{b.port} {key}\n"
+    again = _finish(
+        _audit(setup, "--cpu-window", "0", "--limit", THREE, "--known-hosts", str(fresh))
+    )
+    assert Counter(h["status"] for h in again["hosts"]) == {"compliant": 3}
+
+
+def test_a_bastion_that_never_answers_fails_its_targets_within_the_connect_timeout(
+    setup: Setup,
+) -> None:
+    with socket.socket() as silent:  # accepts TCP (backlog), never says a word
+        silent.bind((setup.info.address, 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        spec = f"{setup.spec.split('@')[0]}@{setup.info.address}:{port}"
+        inventory = setup.variant("silent", spec)
+        start = time.monotonic()
+        doc = _finish(
+            _audit(
+                setup,
+                "--cpu-window",
+                "0",
+                "--connect-timeout",
+                "1",
+                "--limit",
+                "behind",
+                inventory=inventory,
+            )
+        )
+        took = time.monotonic() - start
+    hosts = doc["hosts"]
+    assert Counter(h["status"] for h in hosts) == {"unreachable": N}
+    assert {h["error"] for h in hosts} == {f"via bastion {spec}: SSH handshake timed out"}
+    # Two attempts of 1 s (the open and the one reopen), then every target fails at once.
+    assert took < 10, took
+
+
+def test_a_two_hop_chain_goes_through_fabric_gateway_one_session_per_hop(
+    setup: Setup, tmp_path: Path
+) -> None:
+    inner = setup.current or setup.start()
+    outer = lab_bastion.start(
+        tmp_path / "outer",
+        setup.info.state_dir / "authorized_keys",
+        [(inner.address, inner.port)],  # the outer bastion may only reach the inner one
+    )
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(outer.known_hosts_line + "\n" + inner.known_hosts_line + "\n")
+        inventory = setup.variant("chain", f"{outer.spec},{inner.spec}")
+        inner_offset = inner.log.stat().st_size
+        doc = _finish(
+            _audit(
+                setup,
+                "--cpu-window",
+                "0",
+                "--limit",
+                THREE,
+                "--known-hosts",
+                str(known),
+                inventory=inventory,
+            )
+        )
+        assert Counter(h["status"] for h in doc["hosts"]) == {"compliant": 3}
+        o = lab_bastion.log_counts(outer.log)
+        i = lab_bastion.log_counts(inner.log, inner_offset)
+        assert (o.accepted, o.direct_tcpip, o.targets) == (1, 1, {(inner.address, inner.port)})
+        assert (i.accepted, i.direct_tcpip) == (1, 3)
+    finally:
+        lab_bastion.stop(outer)
+
+
+def test_remediate_plans_through_the_bastion_on_one_session(setup: Setup) -> None:
+    b = setup.current or setup.start()
+    offset = b.log.stat().st_size
+    doc = _finish(
+        _audit(
+            setup,
+            "--host",
+            THREE,
+            "--known-hosts",
+            str(setup.bastion_known_hosts),
+            "--cpu-window",
+            "1",
+            cmd="remediate",
+        )
+    )
+    assert [h["status"] for h in doc["hosts"]] == ["compliant"] * 3
+    counts = lab_bastion.log_counts(b.log, offset)
+    assert (counts.accepted, counts.direct_tcpip) == (1, 3)
+
+
 def _ss_established_to(port: int) -> list[tuple[str, int]]:
     """(local address:port, owner pid) of established TCP connections to `port`."""
     out = subprocess.run(
@@ -237,10 +360,13 @@ def test_200_targets_ride_one_bastion_session_and_the_bastion_holds_every_connec
     offset = b.log.stat().st_size
     proc = _audit(
         setup,
-        "--cpu-window", "2",
-        "--limit", "behind",
-        "--known-hosts", str(setup.bastion_known_hosts),
-    )  # fmt: skip
+        "--cpu-window",
+        "2",
+        "--limit",
+        "behind",
+        "--known-hosts",
+        str(setup.bastion_known_hosts),
+    )
     owners: dict[str, set[int]] = {}
     bastion_pids = {b.pid}
     most = 0
