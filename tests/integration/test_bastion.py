@@ -252,6 +252,29 @@ def test_accept_new_records_the_bastion_key_and_the_next_run_trusts_it(
     assert Counter(h["status"] for h in again["hosts"]) == {"compliant": 3}
 
 
+def test_fabric_reads_no_ssh_config_of_its_own(setup: Setup, tmp_path: Path) -> None:
+    """fleet resolved the hop; fabric, left to itself, would look the bastion up in
+    ~/.ssh/config (found through $HOME, unlike OpenSSH) and send it elsewhere."""
+    b = setup.current or setup.start()
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host {b.address}\n    HostName 127.0.0.9\n    Port 1\n    ProxyCommand false\n"
+    )
+    env = setup.env
+    setup.env = {**env, "HOME": str(home)}
+    try:
+        run = _audit(
+            setup,
+            "--cpu-window", "0", "--limit", THREE,
+            "--known-hosts", str(setup.bastion_known_hosts),
+        )  # fmt: skip
+        doc = _finish(run)
+    finally:
+        setup.env = env
+    assert Counter(h["status"] for h in doc["hosts"]) == {"compliant": 3}
+
+
 def test_a_bastion_that_never_answers_fails_its_targets_within_the_connect_timeout(
     setup: Setup,
 ) -> None:
