@@ -41,7 +41,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from run import children_cpu_s, interleave, measure, wait_no_children  # noqa: E402
+from run import _ppid, children_cpu_s, interleave, measure, wait_no_children  # noqa: E402
 
 from fleet import lab  # noqa: E402
 from fleet.lab import bastion as lab_bastion  # noqa: E402
@@ -98,9 +98,10 @@ class Spawned:
     def _run(self) -> None:
         cli: int | None = None
         while not self._stop.is_set():
-            now = _descendants(self._me) - self._before
-            if cli is None and now:
-                cli = min(now)  # the CLI is our first new child
+            if cli is None:
+                # The CLI: our one new direct child (the sshds' new sessions are grandchildren).
+                now = [p for p in _descendants(self._me) - self._before if _ppid(p) == self._me]
+                cli = min(now) if now else None
             if cli is not None:
                 for pid in _descendants(cli) - self.seen:
                     self.seen.add(pid)
