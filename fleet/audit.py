@@ -151,7 +151,7 @@ def audit_host(host: Host, ctx: AuditContext) -> HostResult:
             conn.endpoint.address,
             conn.endpoint.port,
             "error",
-            f"connection lost: {exc}",
+            f"connection lost: {exc or type(exc).__name__}",
             0.0,
         )
     finally:

@@ -423,11 +423,11 @@ class _JumpedConnection(Connection):
 
     def _bastion_lost(self) -> paramiko.SSHException | None:
         """The error naming the bastion when its connection is gone, else None."""
-        if self.transport.is_active():
-            return None
         sock = self.transport.sock
         if not isinstance(sock, ChannelSocket):
             return None
+        # Ask the bastion, not this transport: when the bastion dies mid-command this one may
+        # not have noticed yet while its reads already failed.
         bastion = sock.bastion_transport()
         # The bastion's transport closes its channels before it marks itself inactive.
         bastion.join(timeout=1.0)

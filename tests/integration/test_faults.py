@@ -7,8 +7,6 @@ raises inside fleet. docs/reliability.md lists the matrix these tests hold.
 from __future__ import annotations
 
 import random
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 
 from fleet import cli, lab
 from tests.integration.conftest import audit_json, run_fleet, statuses
+from tests.tcpserver import tcp_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -24,27 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 @pytest.fixture
 def not_ssh() -> Iterator[int]:
     """A loopback server that answers every connection like a web server, then hangs up."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+    with tcp_server(lambda conn, _stop: conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")) as port:
+        yield port
 
 
 def test_a_host_that_does_not_speak_ssh_is_one_line_not_a_library_traceback(

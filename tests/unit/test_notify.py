@@ -13,6 +13,7 @@ import pytest
 
 from fleet.notify import NotifyError, payload, post_json, redacted
 from tests.reportkit import host, report_data
+from tests.tcpserver import tcp_server
 from tests.webhook import Hook
 
 
@@ -68,37 +69,22 @@ def test_redacted_keeps_scheme_and_host_only() -> None:
 def raw_server() -> Iterator[tuple[int, list[bytes]]]:
     """A loopback TCP server answering every request with `replies[0]`, byte by byte
     with a pause when the answer starts with b"SLOW"."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.1)
     replies: list[bytes] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.recv(65536)
-                reply = replies[0]
-                if reply.startswith(b"SLOW"):
-                    for b in reply[4:]:  # headers trickling in, 1 byte per 0.5 s
-                        if stop.wait(0.5):
-                            break
-                        with contextlib.suppress(OSError):
-                            conn.sendall(bytes([b]))
-                else:
-                    conn.sendall(reply)
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
+        conn.recv(65536)
+        reply = replies[0]
+        if not reply.startswith(b"SLOW"):
+            conn.sendall(reply)
+            return
+        for b in reply[4:]:  # headers trickling in, 1 byte per 0.5 s
+            if stop.wait(0.5):
+                break
+            with contextlib.suppress(OSError):
+                conn.sendall(bytes([b]))
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1], replies
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+    with tcp_server(answer) as port:
+        yield port, replies
 
 
 def test_a_server_trickling_its_headers_is_cut_off_at_the_attempts_deadline(
