@@ -57,31 +57,11 @@ def prepare(state_dir: Path, authorized_keys: Path, permit_open: list[tuple[str,
     user = pwd.getpwuid(os.getuid()).pw_name
     lines = [
         "# fleet lab bastion: loopback only, key auth only, forwards to the lab targets only.",
-        f"HostKey {key}",
-        f"PidFile {state / 'sshd.pid'}",
-        f"AuthorizedKeysFile {authorized_keys}",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PubkeyAuthentication yes",
-        "UsePAM no",
-        "StrictModes no",
-        "UseDNS no",
-        "MaxStartups 1000:30:2000",
-        f"AllowUsers {user}",
-        "SetEnv SHLVL=1",
-        "PrintMotd no",
-        "X11Forwarding no",
-        "AllowAgentForwarding no",
-        "PermitTunnel no",
-        "AllowTcpForwarding yes",
+        *lab.sshd_config_lines(key, state / "sshd.pid", authorized_keys, (user,), forwarding="yes"),
         "PermitOpen " + " ".join(f"{a}:{p}" for a, p in permit_open),
         # DEBUG1 logs every direct-tcpip open and each key exchange: tests count them.
         "LogLevel DEBUG1",
     ]
-    if os.getuid() == 0:
-        lines.append("PermitRootLogin prohibit-password")
-    if lab._sshd_version() >= (9, 8):
-        lines.append("PerSourcePenalties no")
     config = state / "sshd_config"
     lab._write(config, "\n".join(lines) + "\n")
     return config

@@ -296,15 +296,14 @@ def _write_exec_wrapper(state: Path, hosts_dir: Path) -> None:
     (state / "exec.sh").chmod(0o755)
 
 
-def _sshd_config(
-    state: Path, user: str, port: int, kernel_model: bool = False, extra_users: tuple[str, ...] = ()
-) -> str:
+def sshd_config_lines(
+    host_key: Path, pid_file: Path, authorized_keys: Path, users: tuple[str, ...], forwarding: str
+) -> list[str]:
+    """What every lab sshd (targets, bastion) shares: loopback only, key auth only, fast."""
     lines = [
-        "# fleet lab sshd: loopback only, one user, key auth only.",
-        f"ListenAddress {ADDRESS}:{port}",
-        f"HostKey {state / 'ssh_host_ed25519_key'}",
-        f"PidFile {state / 'sshd.pid'}",
-        f"AuthorizedKeysFile {state / 'authorized_keys'}",
+        f"HostKey {host_key}",
+        f"PidFile {pid_file}",
+        f"AuthorizedKeysFile {authorized_keys}",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
         "PubkeyAuthentication yes",
@@ -315,29 +314,46 @@ def _sshd_config(
         "UseDNS no",
         # The benchmark opens hundreds of connections at once.
         "MaxStartups 1000:30:2000",
-        "MaxSessions 200",
-        f"AllowUsers {' '.join((user, *extra_users))}",
+        f"AllowUsers {' '.join(users)}",
         # Bash sources ~/.bashrc for ssh commands only when SHLVL < 2 after its own
         # increment; root's runs pyenv init, 100 ms per connection.
         "SetEnv SHLVL=1",
         "PrintMotd no",
-        "PrintLastLog no",
         "X11Forwarding no",
-        "AllowTcpForwarding no",
+        f"AllowTcpForwarding {forwarding}",
         "AllowAgentForwarding no",
         "PermitTunnel no",
-        # VERBOSE logs each auth attempt and "Starting session: (forced-)command": tests count them.
-        "LogLevel VERBOSE",
-        "Subsystem sftp internal-sftp",
     ]
-    if kernel_model and not extra_users:
-        lines.append(f"ForceCommand {state / 'exec.sh'}")
     if os.getuid() == 0:
         lines.append("PermitRootLogin prohibit-password")
     if _sshd_version() >= (9, 8):
         # Newer sshd throttles a source address after failed or aborted sessions; every lab
         # client is 127.0.0.1 and tests fail authentication on purpose.
         lines.append("PerSourcePenalties no")
+    return lines
+
+
+def _sshd_config(
+    state: Path, user: str, port: int, kernel_model: bool = False, extra_users: tuple[str, ...] = ()
+) -> str:
+    lines = [
+        "# fleet lab sshd: loopback only, one user, key auth only.",
+        f"ListenAddress {ADDRESS}:{port}",
+        *sshd_config_lines(
+            state / "ssh_host_ed25519_key",
+            state / "sshd.pid",
+            state / "authorized_keys",
+            (user, *extra_users),
+            forwarding="no",
+        ),
+        "MaxSessions 200",
+        "PrintLastLog no",
+        # VERBOSE logs each auth attempt and "Starting session: (forced-)command": tests count them.
+        "LogLevel VERBOSE",
+        "Subsystem sftp internal-sftp",
+    ]
+    if kernel_model and not extra_users:
+        lines.append(f"ForceCommand {state / 'exec.sh'}")
     if kernel_model and extra_users:
         # Only the lab's own user goes through the kernel model (a Match block comes last).
         lines += [f"Match User {user}", f"    ForceCommand {state / 'exec.sh'}"]
