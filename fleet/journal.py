@@ -20,6 +20,7 @@ import re
 import secrets
 import socket
 import stat
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,38 +53,59 @@ def journal_dir(state: Path) -> Path:
 
 
 class Journal:
-    """Append-only, one line per record, fsync'd before the caller goes on."""
+    """Append-only, one line per record, fsync'd before the caller goes on. After a failed
+    write (a full disk) it refuses every later one: a record after a torn one would make the
+    journal damaged in the middle."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._file = os.fdopen(fd, "a")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._broken: OSError | None = None
+        self._lock = threading.Lock()  # hosts of a batch write from their own threads
 
     @classmethod
     def start(cls, state: Path, run_id: str, argv: list[str], playbook: str) -> Journal:
-        journal = cls(journal_dir(state) / f"{run_id}.jsonl")
-        journal.write(
-            {
-                "type": "run",
-                "run_id": run_id,
-                "started_at": _now(),
-                "operator": operator(),
-                "controller": socket.gethostname(),
-                "pid": os.getpid(),
-                "argv": argv,
-                "playbook": playbook,
-            }
-        )
+        """The run's journal with its first record on disk; UsageError (nothing changed on
+        any host yet) when it cannot be written."""
+        path = journal_dir(state) / f"{run_id}.jsonl"
+        try:
+            journal = cls(path)
+            journal.write(
+                {
+                    "type": "run",
+                    "run_id": run_id,
+                    "started_at": _now(),
+                    "operator": operator(),
+                    "controller": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "argv": argv,
+                    "playbook": playbook,
+                }
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"{path}: cannot write the journal ({exc.strerror or exc}); nothing was changed"
+            ) from None
         return journal
 
     def write(self, record: dict[str, Any]) -> None:
         record.setdefault("time", _now())
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        data = (json.dumps(record, sort_keys=True) + "\n").encode()
+        with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._broken = exc
+                raise
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def ops_json(ops: list[Op]) -> list[dict[str, str]]:

@@ -276,9 +276,20 @@ def _planned(step: Step, status: str, error: str | None = None) -> StepResult:
 
 
 # ---------------------------------------------------------------- applying and undoing
+class JournalFailed(Exception):
+    """The local journal could not be written: nothing more is written to the host."""
+
+
 def _journal(ctx: RemediateContext, record: dict[str, Any]) -> None:
-    if ctx.journal is not None:
+    if ctx.journal is None:
+        return
+    try:
         ctx.journal.write(record)
+    except OSError as exc:
+        raise JournalFailed(
+            f"journal write failed: {exc.strerror or exc} ({ctx.journal.path}); "
+            "nothing more was written to the host"
+        ) from None
 
 
 def _run_step(s: _Session, step: Step, seq: int) -> StepResult:
@@ -475,6 +486,10 @@ def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
     except StepFailed as exc:
         rem.result.error = str(exc)
         rem.failed = True
+    except JournalFailed as exc:
+        # No undo either: an undo that cannot be journaled is a write nobody could audit.
+        journaled = "; what was applied is journaled: fleet rollback undoes it" if rem.steps else ""
+        rem.result.status, rem.result.error, rem.failed = ERROR, f"{exc}{journaled}", True
     except (CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
         undo = "; the journal keeps what was applied: fleet rollback undoes it" if rem.steps else ""
         rem.result.error = f"connection lost or timed out: {exc}{undo}"
@@ -484,17 +499,18 @@ def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
         _release_quietly(s, owner)
         s.conn.close()
     rem.result.duration_s = time.monotonic() - start
-    _journal(
-        ctx,
-        {
-            "type": "host",
-            "host": host.name,
-            "status": rem.status,
-            "failed": rem.failed,
-            "verdict": rem.verdict.verdict if rem.verdict else None,
-            "error": rem.result.error,
-        },
-    )
+    with contextlib.suppress(JournalFailed):  # the outcome record only; the result stands
+        _journal(
+            ctx,
+            {
+                "type": "host",
+                "host": host.name,
+                "status": rem.status,
+                "failed": rem.failed,
+                "verdict": rem.verdict.verdict if rem.verdict else None,
+                "error": rem.result.error,
+            },
+        )
     return rem
 
 
@@ -632,7 +648,7 @@ def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostR
         rem.result.status = host_status(after.checks, None)
         if not restored:
             rem.result.error = "not every step could be restored (see steps)"
-    except StepFailed as exc:
+    except (StepFailed, JournalFailed) as exc:
         rem.result.status, rem.result.error, rem.failed = ERROR, str(exc), True
     except (CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
         rem.result.status, rem.failed = ERROR, True

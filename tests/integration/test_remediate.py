@@ -474,3 +474,38 @@ def test_a_restart_that_leaves_ebpf_plugin_running_fails_and_is_undone(
     assert host["steps"][0]["error"] == "ebpf.plugin still running 2 s after the restart"
     assert "earlier steps rolled back" in host["error"]
     assert snapshot(tree) == before
+
+
+@pytest.fixture
+def tiny_journal_disk(tmp_path: Path) -> Iterator[Path]:
+    """The state dir's journal/ on a one-page tmpfs: the run record fits, a big step's not."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("a full journal disk needs root to mount a small tmpfs")
+        pytest.skip("a full journal disk needs root to mount a small tmpfs")
+    journal = Path(os.environ["FLEET_STATE_DIR"]) / "journal"
+    journal.mkdir(parents=True, mode=0o700)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4k,mode=0700", "fleet-test-journal", str(journal)],
+        check=True,
+    )
+    try:
+        yield journal
+    finally:
+        subprocess.run(["umount", str(journal)], check=True)
+
+
+def test_a_full_journal_disk_writes_nothing_to_the_host_and_says_so(
+    fleet_lab: lab.LabInfo, tiny_journal_disk: Path
+) -> None:
+    tree = root(fleet_lab, "incident")
+    conf = tree / "etc/netdata/netdata.conf"
+    # The first step's record carries netdata.conf before and after: more than the disk has.
+    conf.write_text("".join(f"# comment line {i:05d}\n" for i in range(500)) + conf.read_text())
+    before = snapshot(tree)
+    rc, doc = apply(fleet_lab, "incident*")
+    host = doc["hosts"][0]
+    assert rc & 4, host
+    assert host["status"] == "error" and host["failed"] is True
+    assert "journal write failed: No space left on device" in host["error"]
+    assert snapshot(tree) == before  # no step was written without its journal record
