@@ -473,6 +473,8 @@ def _connect_once(
     deadline: float,
 ) -> Connection:
     timeout = max(0.1, min(opts.connect_timeout, deadline - time.monotonic()))
+    # --connect-timeout bounds the whole attempt: TCP, handshake and every key's auth.
+    until = time.monotonic() + timeout
     sock = _socket(endpoint, timeout, opts, known, keys, deadline)
     t = paramiko.Transport(sock)
     try:
@@ -488,7 +490,7 @@ def _connect_once(
             raise TimeoutError("SSH handshake timed out (no banner or key exchange)")
         # The contract: no authentication attempt before the host key is accepted.
         known.verify(name, t.get_remote_server_key(), opts.accept_new_host_keys)
-        _authenticate(t, endpoint, keys)
+        _authenticate(t, endpoint, keys, until)
         if isinstance(sock, ChannelSocket):
             return _JumpedConnection(t, endpoint)
         return Connection(t, endpoint)
@@ -506,7 +508,11 @@ def _connect_once(
         raise
 
 
-def _authenticate(t: paramiko.Transport, endpoint: Endpoint, keys: KeyCache) -> None:
+def _authenticate(
+    t: paramiko.Transport, endpoint: Endpoint, keys: KeyCache, until: float
+) -> None:
+    """Try each key in turn, all of them within `until` (paramiko's auth_timeout is per
+    attempt: a server stalling every attempt would cost one full timeout per key)."""
     candidates: list[paramiko.PKey] = [keys.get(k) for k in endpoint.key_files]
     candidates += keys.agent_keys()
     if not candidates:
@@ -515,9 +521,15 @@ def _authenticate(t: paramiko.Transport, endpoint: Endpoint, keys: KeyCache) -> 
         )
     last: Exception | None = None
     for key in candidates:
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("authentication did not finish within the connect timeout")
+        t.auth_timeout = remaining
         try:
             t.auth_publickey(endpoint.user, key)
         except paramiko.AuthenticationException as exc:
+            if "timeout" in str(exc).lower():  # the server stalls: no key will do better
+                raise TimeoutError("authentication stalled (no answer from the server)") from None
             last = exc
             continue
         if t.is_authenticated():

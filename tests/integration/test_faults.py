@@ -6,7 +6,11 @@ raises inside fleet. docs/reliability.md lists the matrix these tests hold.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,8 @@ from typing import Any
 import pytest
 
 from fleet import cli, lab
+from fleet.lab import bastion
+from fleet.lab import lab as lab_sshd
 from tests.integration.conftest import audit_json, run_fleet, statuses
 from tests.tcpserver import tcp_server
 
@@ -107,3 +113,68 @@ def test_a_host_of_garbage_is_its_own_error_and_the_others_keep_their_results(
     assert checks["netdata.ebpf"] == "fail", checks
     assert now == {name: was[name] for name in now}  # the good hosts: exactly as before
     assert rc == 1  # both non-compliant; no host unreachable or in error
+
+
+@pytest.fixture
+def auth_staller(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A real sshd whose every public key check hangs (AuthorizedKeysCommand sleeps)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("sshd runs AuthorizedKeysCommand as another user only as root")
+        pytest.skip("sshd runs AuthorizedKeysCommand as another user only as root")
+    key = tmp_path / "host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    (tmp_path / "authorized_keys").write_text("")
+    port = lab_sshd._free_port()
+    lines = [
+        f"ListenAddress {lab_sshd.ADDRESS}:{port}",
+        *lab_sshd.sshd_config_lines(
+            key, tmp_path / "sshd.pid", tmp_path / "authorized_keys", ("root",), forwarding="no"
+        ),
+        "AuthorizedKeysCommand /usr/bin/sleep 30",
+        "AuthorizedKeysCommandUser nobody",
+    ]
+    (tmp_path / "sshd_config").write_text("\n".join(lines) + "\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    with open(tmp_path / "sshd.log", "ab") as log:
+        proc = subprocess.Popen(
+            [str(lab_sshd.SSHD), "-D", "-e", "-f", tmp_path / "sshd_config"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        assert lab_sshd._wait_banner(port, proc), (tmp_path / "sshd.log").read_text()
+        pub = Path(f"{key}.pub").read_text().split()
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[{lab_sshd.ADDRESS}]:{port} {pub[0]} {pub[1]}\n")
+        yield port, known
+    finally:
+        bastion.stop_pid(proc.pid)
+
+
+def test_the_connect_timeout_bounds_auth_however_many_keys_there_are(
+    tmp_path: Path, auth_staller: tuple[int, Path]
+) -> None:
+    port, known = auth_staller
+    keys = []
+    for n in range(3):
+        k = tmp_path / f"id_{n}"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k], check=True)
+        keys.append(k)
+    inv = tmp_path / "inv.yml"
+    inv.write_text(
+        "all:\n  hosts:\n    stall:\n"
+        f"      ansible_host: 127.0.0.1\n      ansible_port: {port}\n"
+        f"      ansible_user: root\n      fleet_known_hosts: {known}\n"
+        f"      ansible_ssh_private_key_file: {keys[0]}\n"
+        f"      ansible_ssh_common_args: -o IdentityFile={keys[1]} -o IdentityFile={keys[2]}\n"
+    )
+    started = time.monotonic()
+    proc = run_fleet("audit", "-i", inv, "--cpu-window", "0", "--connect-timeout", "3", "--json")
+    took = time.monotonic() - started
+    (host,) = json.loads(proc.stdout)["hosts"]
+    assert proc.returncode == 4 and host["status"] == "unreachable", host
+    assert "authentication stalled" in host["error"], host
+    # One connect timeout for the whole attempt, not one per key (3 keys would be 9 s+).
+    assert took < 3 * 3, took
