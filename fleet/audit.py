@@ -32,6 +32,7 @@ from fleet.ssh import (
     CommandTimeout,
     Connection,
     KeyCache,
+    OutputTooLarge,
     SSHError,
     SSHOptions,
     connect,
@@ -141,7 +142,7 @@ def audit_host(host: Host, ctx: AuditContext) -> HostResult:
         return HostResult(host.name, address, port, UNREACHABLE, str(exc), time.monotonic() - start)
     try:
         result = probe_host(conn, host, ctx, deadline)
-    except CommandTimeout as exc:
+    except (CommandTimeout, OutputTooLarge) as exc:
         result = HostResult(
             host.name, conn.endpoint.address, conn.endpoint.port, "error", str(exc), 0.0
         )

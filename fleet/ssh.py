@@ -228,8 +228,8 @@ class Connection:
         deadline = deadline or (time.monotonic() + 3600)
         chan = ex.chan
         try:
-            out = _drain(chan, chan.recv, deadline)
-            err = ex.stderr + _drain(chan, chan.recv_stderr, deadline)
+            out, err = _drain(chan, deadline)
+            err = ex.stderr + err
             if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
                 raise CommandTimeout("remote command did not exit before the deadline")
             rc = chan.recv_exit_status()
@@ -296,20 +296,49 @@ def _answer_sudo(chan: Channel, wrapped: Wrapped, password: str, deadline: float
             return kept
 
 
-def _drain(chan: paramiko.Channel, recv, deadline: float) -> bytes:  # type: ignore[no-untyped-def]
-    parts = []
+# What one command may print, stdout and stderr together. A real probe prints well under
+# 1 MiB (the QEMU incident: ~100 KiB); a host whose files are huge or endless must not cost
+# the controller its memory (20 forks x 100 MB files once took 2.7 GB).
+OUTPUT_LIMIT = 16 * 1024 * 1024
+
+
+class OutputTooLarge(Exception):
+    """The remote command printed more than OUTPUT_LIMIT bytes; its channel was closed."""
+
+
+def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    """stdout and stderr read together until both end, so a command writing much to one
+    never stalls on the other's full window; at most OUTPUT_LIMIT bytes in all."""
+    ready = threading.Event()  # set by paramiko whenever either buffer gets data or closes
+    chan.in_buffer.set_event(ready)
+    chan.in_stderr_buffer.set_event(ready)
+    out: list[bytes] = []
+    err: list[bytes] = []
+    size = 0
     while True:
+        got = False
+        for readable, recv, parts in (
+            (chan.recv_ready, chan.recv, out),
+            (chan.recv_stderr_ready, chan.recv_stderr, err),
+        ):
+            while readable():
+                data = recv(65536)
+                if not data:
+                    break
+                got = True
+                size += len(data)
+                if size > OUTPUT_LIMIT:
+                    chan.close()
+                    raise OutputTooLarge(f"output over {OUTPUT_LIMIT // 2**20} MiB: stopped")
+                parts.append(data)
+        if not got and (chan.eof_received or chan.closed):
+            return b"".join(out), b"".join(err)
+        if got:
+            continue
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or not ready.wait(remaining):
             raise CommandTimeout("remote command did not finish before the deadline")
-        chan.settimeout(remaining)
-        try:
-            data = recv(65536)
-        except TimeoutError:
-            raise CommandTimeout("remote command did not finish before the deadline") from None
-        if not data:
-            return b"".join(parts)
-        parts.append(data)
+        ready.clear()
 
 
 def proxy_jump_command(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 from fleet import cli, lab
 from fleet.lab import bastion
 from fleet.lab import lab as lab_sshd
+from fleet.ssh import OUTPUT_LIMIT
 from tests.integration.conftest import audit_json, run_fleet, statuses
 from tests.tcpserver import tcp_server
 
@@ -178,3 +180,37 @@ def test_the_connect_timeout_bounds_auth_however_many_keys_there_are(
     assert "authentication stalled" in host["error"], host
     # One connect timeout for the whole attempt, not one per key (3 keys would be 9 s+).
     assert took < 3 * 3, took
+
+
+def test_huge_output_is_cut_at_the_limit_and_much_stderr_does_not_stall_stdout(
+    tmp_path: Path,
+) -> None:
+    info = lab.up(tmp_path / "lab", hosts=4, scenario="clean")
+    try:
+        hosts = info.state_dir / "hosts"
+        # Three hosts with a 100 MB set_event: each stops at the limit, memory stays bounded.
+        line = b"sched:sched_switch\n"
+        for name in info.hosts[:3]:
+            with open(hosts / name / "sys/kernel/tracing/set_event", "wb") as f:
+                f.write(line * (100 * 2**20 // len(line)))
+        # One whose bpftool warns 8 MB on stderr before its JSON: read together, no stall.
+        noisy = hosts / info.hosts[3] / "usr/sbin/bpftool"
+        noisy.write_text(
+            "#!/bin/sh\nhead -c 8388608 /dev/zero | tr '\\\\0' w >&2\necho '[]'\n"
+        )
+        noisy.chmod(0o755)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        rc, doc = audit_json("-i", info.inventory, "--cpu-window", "0", "--timeout", "60")
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    finally:
+        lab.down(info.state_dir)
+    by = {h["name"]: h for h in doc["hosts"]}
+    for name in info.hosts[:3]:
+        assert by[name]["status"] == "error", by[name]
+        assert by[name]["error"] == f"output over {OUTPUT_LIMIT // 2**20} MiB: stopped"
+    quiet = by[info.hosts[3]]
+    assert quiet["status"] == "compliant", quiet
+    assert statuses(quiet)["bpf.tracing_programs"] == "pass"
+    assert rc == 4
+    # Three hosts' 100 MB each never sit in the client's memory at once.
+    assert max(peak_kib, before) < 400 * 1024, peak_kib
