@@ -65,24 +65,6 @@ class Run:
     bastion_cpu_s: float
 
 
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(d))
-    found, todo = set(), [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            found.add(c)
-            todo.append(c)
-    return found
-
-
 class Spawned:
     """Polls for processes below the CLI (ssh -W per target) while it runs."""
 
@@ -92,7 +74,7 @@ class Spawned:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         me = os.getpid()
-        self._before = _descendants(me)
+        self._before = set(lab_bastion.session_pids(me))
         self._me = me
 
     def _run(self) -> None:
@@ -100,10 +82,14 @@ class Spawned:
         while not self._stop.is_set():
             if cli is None:
                 # The CLI: our one new direct child (the sshds' new sessions are grandchildren).
-                now = [p for p in _descendants(self._me) - self._before if _ppid(p) == self._me]
+                now = [
+                    p
+                    for p in set(lab_bastion.session_pids(self._me)) - self._before
+                    if _ppid(p) == self._me
+                ]
                 cli = min(now) if now else None
             if cli is not None:
-                for pid in _descendants(cli) - self.seen:
+                for pid in set(lab_bastion.session_pids(cli)) - self.seen:
                     self.seen.add(pid)
                     try:
                         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -145,14 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[Run] = []
     try:
         sock = work / "agent.sock"
-        agent = subprocess.Popen(
-            ["ssh-agent", "-D", "-a", str(sock)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        while not sock.exists():
-            time.sleep(0.01)
+        agent = lab_bastion.start_agent(sock)
         home = work / "home"
         home.mkdir()
         drop = ("FLEET_JUMP_VIA", "FLEET_INVENTORY")

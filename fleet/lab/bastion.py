@@ -13,6 +13,7 @@ import pwd
 import re
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,25 @@ def session_pids(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def start_agent(sock: Path) -> subprocess.Popen[bytes]:
+    """A real ssh-agent on `sock` (where jump hosts' keys are found), once it listens; the
+    caller stops it by pid."""
+    agent = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", str(sock)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 5
+    while not sock.exists():
+        if agent.poll() is not None or time.monotonic() > deadline:
+            agent.kill()
+            agent.wait()
+            raise lab.LabError(f"ssh-agent did not start on {sock}")
+        time.sleep(0.01)
+    return agent
 
 
 def stop_pid(pid: int) -> None:

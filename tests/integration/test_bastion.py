@@ -75,16 +75,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     agent = None
     try:
         sock = root / "agent.sock"
-        agent = subprocess.Popen(
-            ["ssh-agent", "-D", "-a", str(sock)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(500):
-            if sock.exists():
-                break
-            time.sleep(0.01)
+        agent = lab_bastion.start_agent(sock)
         env = {**fleet_env(), "SSH_AUTH_SOCK": str(sock)}
         env.pop("FLEET_JUMP_VIA", None)
         subprocess.run(["ssh-add", "-q", str(info.client_key)], env=env, check=True)
