@@ -114,11 +114,16 @@ def _netdata_conf(draw: st.DrawFn) -> bytes:
     return (end.join(lines) + draw(st.sampled_from(["", end]))).encode()
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+def _examples(n: int) -> settings:
+    """n generated files; the binary's runs are slow for hypothesis' default deadline."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+@_examples(300)
 @given(data=_netdata_conf())
 def test_generated_netdata_conf_reads_as_netdata_reads_it(
     netdata: Netdata, tmp_path: Path, data: bytes
@@ -128,11 +133,7 @@ def test_generated_netdata_conf_reads_as_netdata_reads_it(
     _agrees(netdata, path)
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_examples(150)
 @given(data=_netdata_conf())
 def test_the_remediation_edit_turns_the_plugin_off_for_the_real_netdata(
     netdata: Netdata, tmp_path: Path, data: bytes
