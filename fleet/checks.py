@@ -18,7 +18,7 @@ from fleet.facts import (
     parse_set_event,
 )
 from fleet.findings import Finding
-from fleet.netdataconf import PLUGINS, load_netdata_config, netdata_true, plugin_enabled
+from fleet.netdataconf import load_netdata_config, netdata_true
 from fleet.playbook import CheckSpec, Playbook
 from fleet.probe import FileRead
 
@@ -225,36 +225,21 @@ def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Fin
     )
 
 
-def _netdata_config(facts: HostFacts) -> tuple[bool | None, str]:
-    """Whether netdata.conf turns the eBPF plugin on, as netdata itself reads the file."""
-    conf = facts.netdata_conf
-    config = load_netdata_config(conf.text or "" if conf is not None and conf.ok else "")
-    decisions = []
-    on = False
-    for plugin in ("ebpf", "ebpf-go"):
-        installed = any(p.endswith(f"/{plugin}.plugin") for p in facts.netdata_plugins)
-        if not installed and config.get(PLUGINS, plugin) is None:
-            continue
-        enabled, how = plugin_enabled(config, plugin)
-        decisions.append(how)
-        on |= enabled
-    return on, "; ".join(decisions) or "no eBPF plugin installed and no [plugins] ebpf key"
-
-
 @check("netdata.ebpf")
 def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
     running = sorted(
         pid for pid, comm in facts.processes.items() if comm in ("ebpf.plugin", "ebpf-go.plugin")
     )
-    if not facts.netdata_installed() and not running:
+    if not facts.netdata_installed() and not running and not facts.netdata_sources.daemons:
         return _finding(spec, "skip", "netdata is not installed")
-    conf = facts.netdata_conf
-    if conf is not None and not conf.ok:
-        return _finding(spec, "error", f"netdata.conf unreadable: {_unreadable(conf, facts)}")
-    on, how = _netdata_config(facts)
+    verdicts = facts.netdata_verdicts()
     evidence: dict[str, Any] = {
         "netdata_conf": facts.netdata_conf_path,
-        "setting": how,
+        "setting": verdicts[0].how if verdicts else None,  # the file in use (docs/json.md)
+        "configs": [
+            {"reader": v.reader, "files": list(v.files), "ebpf": v.on, "setting": v.how}
+            for v in verdicts
+        ],
         "plugins": facts.netdata_plugins,
         "ebpf_plugin_pids": running,
         "version": facts.netdata_version_text,
@@ -263,11 +248,25 @@ def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
         progs = load_netdata_config(facts.ebpf_conf.text or "").sections.get("ebpf programs", {})
         evidence["ebpf_d_conf"] = facts.ebpf_conf_path
         evidence["programs_on"] = sorted(k for k, v in progs.items() if netdata_true(v.value))
+    on = [v for v in verdicts if v.on]
+    unknown = [v for v in verdicts if v.on is None]
     if on:
         state = f"running (pid {', '.join(map(str, running))})" if running else "not running now"
-        return _finding(
-            spec, "fail", f"eBPF plugin configured on ({how}); ebpf.plugin {state}", evidence
-        )
+        extra = f"; {len(verdicts) - len(on)} other config(s) say off" if len(verdicts) > 1 else ""
+        if len(on) == 1 and len(verdicts) == 1:
+            what = f"eBPF plugin configured on ({on[0].how})"
+        else:
+            what = "eBPF plugin configured on for " + "; ".join(v.describe() for v in on)
+        return _finding(spec, "fail", f"{what}{extra}; ebpf.plugin {state}", evidence)
+    if unknown:
+        reasons = []
+        for v in unknown:
+            reads = [facts.files.get(p) for p in v.files]
+            bad = [r for r in reads if r is not None and not r.ok and not r.absent]
+            reasons.append(
+                f"netdata.conf unreadable: {_unreadable(bad[0], facts)}" if bad else v.describe()
+            )
+        return _finding(spec, "error", "; ".join(reasons), evidence)
     if running:
         return _finding(
             spec,
@@ -276,6 +275,7 @@ def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
             f"(pid {', '.join(map(str, running))}): restart netdata",
             evidence,
         )
+    how = "; ".join(v.how for v in verdicts) or "no netdata.conf and no eBPF plugin"
     return _finding(spec, "pass", f"eBPF plugin off ({how})", evidence)
 
 
@@ -299,7 +299,7 @@ def check_netdata_version(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]
         return _finding(
             spec, "skip", "netdata version unknown (netdata -v not available)", evidence
         )
-    on, _ = _netdata_config(facts)
+    on = any(v.on is not False for v in facts.netdata_verdicts())
     vtext = ".".join(map(str, version))
     if on and version < minimum:
         return _finding(

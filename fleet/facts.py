@@ -7,6 +7,13 @@ import re
 from dataclasses import dataclass, field
 
 from fleet.cpu import CpuFigures, cpu_between, parse_proc_stat
+from fleet.netdata_install import (
+    ConfigSources,
+    Verdict,
+    config_sources,
+    ebpf_verdicts,
+    install_of,
+)
 from fleet.probe import FileRead, ProbeOutput
 
 # ---------------------------------------------------------------- tracefs: set_event, events
@@ -316,7 +323,7 @@ class HostFacts:
     kprobes_enabled: FileRead | None
     kprobes_list: FileRead | None
     enabled_functions: FileRead | None
-    netdata_conf: FileRead | None
+    netdata_conf: FileRead | None  # the file in use (first of netdata_sources)
     netdata_conf_path: str | None
     ebpf_conf: FileRead | None
     ebpf_conf_path: str | None
@@ -332,9 +339,17 @@ class HostFacts:
     files: dict[str, FileRead] = field(default_factory=dict)
     cpu_samples: list[str] = field(default_factory=list)  # /proc/stat, a second apart
     bpf_unreadable: bool = False  # bpftool ran but failed or printed garbage, no fallback
+    # Every netdata.conf a netdata here reads now or at its next start (fleet.netdata_install).
+    netdata_sources: ConfigSources = field(default_factory=ConfigSources)
+    netdata_texts: dict[str, str | None] = field(default_factory=dict)  # None: unreadable
 
     def netdata_installed(self) -> bool:
         return bool(self.netdata_binary or self.netdata_plugins or self.netdata_conf)
+
+    def netdata_verdicts(self) -> list[Verdict]:
+        """Whether each netdata here (running, or at its next start) runs the eBPF plugin,
+        read from the files that netdata itself loads."""
+        return ebpf_verdicts(self.netdata_sources, self.netdata_texts, self.netdata_plugins)
 
 
 def _first_present(
@@ -404,7 +419,11 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         r = f.get(path)
         return r.text.strip() if r is not None and r.ok and r.text is not None else None
 
-    netdata_conf, netdata_conf_path = _first_present(f, NETDATA_CONF_PATHS)
+    sources, texts = _netdata_sources(out, nd_cmd_path(out))
+    in_use = sources.paths[0] if sources.paths else None
+    netdata_conf, netdata_conf_path = (f.get(in_use), in_use) if in_use in f else (None, None)
+    if netdata_conf is not None and netdata_conf.absent:
+        netdata_conf, netdata_conf_path = None, None
     ebpf_conf, ebpf_conf_path = _first_present(f, EBPF_CONF_PATHS)
     nd_cmd = out.commands.get("netdata_version")
 
@@ -478,7 +497,31 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         cpu_error=cpu_error,
         files=dict(f),
         cpu_samples=list(out.stats),
+        netdata_sources=sources,
+        netdata_texts=texts,
     )
+
+
+def nd_cmd_path(out: ProbeOutput) -> str | None:
+    run = out.commands.get("netdata_version")
+    return run.path if run is not None else None
+
+
+def _netdata_sources(
+    out: ProbeOutput, binary: str | None
+) -> tuple[ConfigSources, dict[str, str | None]]:
+    installs = {install_of(p) for p in out.plugins}
+    if binary:
+        installs.add(install_of(binary))
+    present = {p for p in NETDATA_CONF_PATHS if p in out.files and not out.files[p].absent}
+    sources = config_sources(dict(out.cmdlines), installs, present)
+    texts: dict[str, str | None] = {}
+    for path in sources.paths:
+        read = out.files.get(path)
+        if read is None or read.absent:
+            continue  # absent: netdata's built-in defaults (a -c file must exist)
+        texts[path] = read.text if read.ok else None
+    return sources, texts
 
 
 def lockdown_mode(text: str | None) -> str | None:

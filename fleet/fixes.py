@@ -89,8 +89,8 @@ class PlanInput:
     """What a step is planned from besides the facts."""
 
     restart_command: str
-    netdata_conf_text: str | None = None  # exact bytes of netdata.conf, when read
-    netdata_conf_error: str | None = None
+    # netdata.conf path -> (exact bytes, None) or (None, why it could not be read)
+    netdata_confs: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     check_status: dict[str, str] = field(default_factory=dict)  # check id -> status
     set_event_allow: tuple[str, ...] = ()
 
@@ -106,26 +106,34 @@ def plan_netdata(facts: HostFacts, inp: PlanInput) -> Step | None:
         step.ops = [restart]
         step.changes = [Change("netdata", "ebpf.plugin running", "restarted")]
         return step
-    path = facts.netdata_conf_path
-    if path is None:
-        step.blocked = (
-            "ebpf.plugin is installed but no netdata.conf exists; create "
-            "/etc/netdata/netdata.conf with '[plugins]' and 'ebpf = no'"
-        )
+    verdicts = [v for v in facts.netdata_verdicts() if v.on]
+    stuck = next((v for v in verdicts if v.edit is None), None)
+    if stuck is not None:
+        step.blocked = f"{stuck.describe()}: no file turns it off; change netdata's command line"
         return step
-    if inp.netdata_conf_error or inp.netdata_conf_text is None:
-        step.blocked = f"{path}: {inp.netdata_conf_error or 'not read'}"
-        return step
-    old = inp.netdata_conf_text
-    if "\ufffd" in old or "\0" in old:
-        step.blocked = f"{path} is not UTF-8 text; edit it by hand"
-        return step
-    new = set_netdata_value(old, PLUGINS, "ebpf", "no")
-    if any(p.endswith("/ebpf-go.plugin") for p in facts.netdata_plugins):
-        new = set_netdata_value(new, PLUGINS, "ebpf-go", "no")
-    step.ops = [Op("file", path, old, new), restart]
-    step.undo = [Op("restore", path, new, old), restart]
-    step.changes = [Change(path, old, new)]
+    go = any(p.endswith("/ebpf-go.plugin") for p in facts.netdata_plugins)
+    for path in dict.fromkeys(v.edit for v in verdicts if v.edit):
+        if path not in facts.netdata_texts:
+            step.blocked = (
+                f"ebpf.plugin is installed but {path} does not exist; create it with "
+                "'[plugins]' and 'ebpf = no'"
+            )
+            return step
+        old, error = inp.netdata_confs.get(path, (None, "not read"))
+        if error or old is None:
+            step.blocked = f"{path}: {error or 'not read'}"
+            return step
+        if "\ufffd" in old or "\0" in old:
+            step.blocked = f"{path} is not UTF-8 text; edit it by hand"
+            return step
+        new = set_netdata_value(old, PLUGINS, "ebpf", "no")
+        if go:
+            new = set_netdata_value(new, PLUGINS, "ebpf-go", "no")
+        step.ops.append(Op("file", path, old, new))
+        step.undo.insert(0, Op("restore", path, new, old))
+        step.changes.append(Change(path, old, new))
+    step.ops.append(restart)
+    step.undo.append(restart)
     return step
 
 

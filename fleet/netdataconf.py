@@ -36,6 +36,7 @@ _COMMENTED = re.compile(rb"#[ \t]*([^=#]*?)[ \t]*=")
 class Setting:
     value: str
     line: int  # netdata's own count: each fgets read is a line
+    source: str = ""  # the file it came from, when several are merged; "-W set" for argv
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,14 @@ def plugin_enabled(conf: NetdataConfig, plugin: str) -> tuple[bool, str]:
     found = conf.get(PLUGINS, plugin)
     if found is not None:
         on = netdata_true(found.value)
-        return on, f"[{PLUGINS}] {plugin} = {found.value} (line {found.line})"
+        where = f"{found.source} line {found.line}" if found.source else f"line {found.line}"
+        if found.source == "-W set":
+            where = "netdata -W set"
+        return on, f"[{PLUGINS}] {plugin} = {found.value} ({where})"
     default = "yes" if new_plugins else "no"
     commented = " (commented)" if plugin in conf.commented.get(PLUGINS, ()) else ""
     return new_plugins, (
-        f"[{PLUGINS}] {plugin} absent{commented}: runs by default "
-        f"({NEW_PLUGINS_KEY} = {default})"
+        f"[{PLUGINS}] {plugin} absent{commented}: runs by default ({NEW_PLUGINS_KEY} = {default})"
     )
 
 
@@ -134,8 +137,9 @@ def set_netdata_value(text: str, section: str, key: str, value: str) -> str:
     still does not say `value`, the section is appended once more at the end (last wins).
     """
     data = text.encode("utf-8", "surrogateescape")
-    want_section, want_key, new = (s.encode("utf-8", "surrogateescape") for s in
-                                   (section, key, value))
+    want_section, want_key, new = (
+        s.encode("utf-8", "surrogateescape") for s in (section, key, value)
+    )
     commented = re.compile(rb"^#\s*" + re.escape(want_key) + rb"\s*=")
     edits: list[tuple[int, int, bytes]] = []  # (start, end, replacement), in file order
     insert_at: int | None = None  # after the commented default

@@ -68,6 +68,7 @@ class ProbeOutput:
     enables: dict[str, FileRead] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
     procs: dict[int, str] = field(default_factory=dict)
+    cmdlines: dict[int, str] = field(default_factory=dict)  # netdata's, raw (NUL-separated)
     commands: dict[str, CommandRun] = field(default_factory=dict)
     fdinfo: list[tuple[int, dict[str, str]]] | None = None
     stat1: str | None = None
@@ -184,6 +185,9 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
                 pid = path.removesuffix("/comm").rsplit("/", 1)[-1]
                 if path.endswith("/comm") and pid.isdigit():
                     out.procs[int(pid)] = comm
+        elif tag == "cmdline" and len(section) > 1 and section[1].isdigit():
+            # The raw bytes, newlines in arguments included; printf added one "\n" after.
+            out.cmdlines[int(section[1])] = "\n".join(body).removesuffix("\n")
         elif tag == "fdinfo":
             out.fdinfo = _parse_fdinfo(body)
         elif tag in ("stat1", "stat", "stat2"):

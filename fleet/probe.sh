@@ -87,6 +87,26 @@ for p in /usr/libexec/netdata/plugins.d /usr/lib/netdata/plugins.d \
 done
 s procs
 grep -HxE 'netdata|ebpf\.plugin|ebpf-go\.plugin' "$R"/proc/[0-9]*/comm
+# Each running netdata's command line (a -c there names the config it reads) and every file
+# it names after -c: fleet.netdata_install follows the line as netdata's getopt does.
+grep -lx netdata "$R"/proc/[0-9]*/comm | while IFS= read -r p; do
+  p=${p%/comm}
+  s cmdline "${p##*/}"; cat "$p/cmdline"; printf '\n'
+  set --
+  prev=
+  while IFS= read -r a; do
+    case $prev in -c) set -- "$@" "$R$a" ;; esac
+    case $a in -c?*) set -- "$@" "$R${a#-c}" ;; esac
+    prev=$a
+  done <<EOF
+$(tr '\0' '\n' <"$p/cmdline")
+EOF
+  if [ $# -gt 0 ]; then
+    s files
+    for f in "$@"; do s want "$f"; done
+    grep -aH '' -- "$@" 2>&4
+  fi
+done
 
 # Binaries: under ROOT only its own bin dirs (the lab); else PATH and netdata's static install.
 fb() {

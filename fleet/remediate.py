@@ -246,15 +246,15 @@ def _plan_input(s: _Session, step_id: str, res: HostResult, facts: HostFacts) ->
     spec = pb.check("tracing.set_event")
     if spec is not None:
         allow = tuple(str(a) for a in spec.params.get("allow", []))
-    text = error = None
-    if step_id == "netdata.ebpf_off" and facts.netdata_conf_path:
-        status = next((f.status for f in res.checks if f.id == "netdata.ebpf"), None)
-        if status == "fail":
-            text, error = s.read_exact(facts.netdata_conf_path)
+    confs: dict[str, tuple[str | None, str | None]] = {}
+    status = next((f.status for f in res.checks if f.id == "netdata.ebpf"), None)
+    if step_id == "netdata.ebpf_off" and status == "fail":
+        for v in facts.netdata_verdicts():
+            if v.on and v.edit and v.edit in facts.netdata_texts and v.edit not in confs:
+                confs[v.edit] = s.read_exact(v.edit)
     return PlanInput(
         restart_command=s.host.netdata_restart,
-        netdata_conf_text=text,
-        netdata_conf_error=error,
+        netdata_confs=confs,
         check_status={f.id: f.status for f in res.checks},
         set_event_allow=allow,
     )

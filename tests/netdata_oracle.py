@@ -29,8 +29,13 @@ class Netdata:
 
     def get(self, conf: Path, section: str, key: str, default: str) -> bytes:
         """The value netdata holds for [section] key after loading conf (default if unset)."""
+        return self.get_after(["-c", str(conf)], section, key, default)
+
+    def get_after(self, args: list[str], section: str, key: str, default: str) -> bytes:
+        """The value netdata holds once it has gone through `args` (its -c and -W set, in
+        order) - what a daemon started with them reads."""
         proc = subprocess.run(
-            [str(self.binary), "-c", str(conf), "-W", "get", section, key, default],
+            [str(self.binary), *args, "-W", "get", section, key, default],
             capture_output=True,
             env=self.env,
             timeout=30,

@@ -85,7 +85,12 @@ def facts_of(tmp_path: Path, scenario: str):  # type: ignore[no-untyped-def]
 def test_incident_host_plans_every_step_with_its_undo(tmp_path: Path) -> None:
     facts, root = facts_of(tmp_path, "incident")
     conf = (root / "etc/netdata/netdata.conf").read_text()
-    inp = PlanInput("systemctl restart netdata", conf, None, {"netdata.ebpf": "fail"}, ("ras:*",))
+    inp = PlanInput(
+        "systemctl restart netdata",
+        {"/etc/netdata/netdata.conf": (conf, None)},
+        {"netdata.ebpf": "fail"},
+        ("ras:*",),
+    )
     netdata = plan_step("netdata.ebpf_off", facts, inp)
     assert netdata is not None and [o.mode for o in netdata.ops] == ["file", "run"]
     assert netdata.undo[0].data == conf and netdata.undo[0].check == netdata.ops[0].data
@@ -160,7 +165,8 @@ def test_netdata_configured_off_but_still_running_is_only_restarted(tmp_path: Pa
 
 def test_unreadable_netdata_conf_blocks_the_step(tmp_path: Path) -> None:
     facts, _root = facts_of(tmp_path, "incident")
-    inp = PlanInput("true", None, "cat: netdata.conf: Permission denied", {"netdata.ebpf": "fail"})
+    denied = (None, "cat: netdata.conf: Permission denied")
+    inp = PlanInput("true", {"/etc/netdata/netdata.conf": denied}, {"netdata.ebpf": "fail"})
     step = plan_step("netdata.ebpf_off", facts, inp)
     assert step is not None and step.blocked is not None and "Permission denied" in step.blocked
 
