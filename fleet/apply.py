@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
 from fleet.fixes import Op
 from fleet.probe import ERRNO_BY_MESSAGE
+from fleet.remote_shell import script_stdin
 
 
 @cache
@@ -17,18 +17,20 @@ def apply_script() -> str:
     return resources.files("fleet").joinpath("apply.sh").read_text()
 
 
-def apply_command(nonce: str, root: str, tag: str, ops: list[Op]) -> str:
-    """`sh -c SCRIPT fleet-apply NONCE ROOT TAG OP...`: every value one quoted argument
-    (sudo, when the host wants it, is put around it by the connection: fleet/become.py)."""
+def apply_stdin(nonce: str, root: str, tag: str, ops: list[Op]) -> bytes:
+    """What the remote `sh -s` reads: NONCE ROOT TAG OP... as its arguments, then the script
+    (fleet/remote_shell.py). File contents travel here, never on the command line: a 68 KB
+    netdata.conf there is "Argument list too long", and argv is public on the host."""
     args = [nonce, root, tag] + [a for op in ops for a in op.args()]
-    quoted = " ".join(shlex.quote(a) for a in args)
-    return f"sh -c {shlex.quote(apply_script())} fleet-apply {quoted}"
+    return script_stdin(apply_script(), args)
 
 
-def read_command(root: str, path: str) -> str:
+READ_SCRIPT = 'exec cat -- "$1"\n'
+
+
+def read_stdin(root: str, path: str) -> bytes:
     """Exact bytes of one file (the probe's grep loses whether the last line ends)."""
-    full = root.rstrip("/") + path
-    return f"cat -- {shlex.quote(full)}"
+    return script_stdin(READ_SCRIPT, [root.rstrip("/") + path])
 
 
 @dataclass
@@ -51,6 +53,7 @@ class OpResult:
 class ApplyOutput:
     results: list[OpResult] = field(default_factory=list)
     complete: bool = False
+    problem: str | None = None  # framing broken: the output cannot be trusted
 
     @property
     def ok(self) -> bool:
@@ -60,9 +63,9 @@ class ApplyOutput:
         return next((r for r in self.results if r.status not in ("ok", "gone")), None)
 
 
-# "fleet-apply: 59: " (dash), "fleet-apply: line 59: " (bash, busybox): where in our script
-# the shell was, which tells the user nothing.
-_SHELL_PREFIX = re.compile(r"(^|: )fleet-apply: (line )?\d+: ")
+# "sh: 59: " (dash), "sh: line 59: " (bash, busybox): where in our script the shell was,
+# which tells the user nothing.
+_SHELL_PREFIX = re.compile(r"(^|: )(sh|fleet-apply): (line )?\d+: ")
 
 
 def parse_apply_output(stdout: str, nonce: str) -> ApplyOutput:
@@ -79,9 +82,16 @@ def parse_apply_output(stdout: str, nonce: str) -> ApplyOutput:
 
     started = False
     for line in stdout.split("\n"):
+        if out.complete and line:
+            # Nothing of ours follows `done`.
+            out.complete, out.problem = False, "output after the done frame"
+            break
         if line.startswith(marker):
             tag, _, rest = line[len(marker) :].partition(" ")
             close()
+            if tag == "begin" and started:
+                out.problem = "a second begin frame"
+                break
             if tag == "begin":
                 started = True
             elif tag == "op":

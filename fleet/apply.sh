@@ -1,7 +1,7 @@
 # fleet remediation: the remote half of one step. POSIX sh (dash, bash, busybox ash) plus
-# cat, cp, mv, sort, rm, mkdir, date. Run as: sh -c "$THIS" fleet-apply NONCE ROOT TAG OP...
-# Every value arrives as an argument and is only ever expanded in double quotes: paths,
-# contents and tokens reach files literally, never as shell.
+# cat, cp, mv, sort, rm, mkdir, date. Run as `sh -s`: `set -- NONCE ROOT TAG OP...` comes first
+# on stdin (fleet/remote_shell.py), then this script. Every value is only ever expanded in
+# double quotes: paths, contents and tokens reach files literally, never as shell.
 #
 # OP is four arguments: MODE PATH CHECK DATA.
 #   set    PATH EXPECT  NEW     the file holds EXPECT exactly; write NEW with O_TRUNC

@@ -26,7 +26,8 @@ from fleet.findings import ERROR, UNREACHABLE, HostResult, host_status
 from fleet.hostkeys import KnownHosts
 from fleet.inventory import Host
 from fleet.playbook import Playbook
-from fleet.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_command, probe_script
+from fleet.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_stdin
+from fleet.remote_shell import shell_command
 from fleet.runner import Progress, run_hosts
 from fleet.ssh import (
     CommandTimeout,
@@ -98,12 +99,12 @@ def probe_host(
     `window` overrides the context's CPU window (a remediation re-reads state with 0)."""
     window = ctx.cpu_window if window is None else window
     nonce = new_nonce()
-    cmd = probe_command(nonce, host.fleet_root, window, ctx.playbook.extra_files)
+    stdin = probe_stdin(nonce, host.fleet_root, window, ctx.playbook.extra_files)
     result = HostResult(host.name, conn.endpoint.address, conn.endpoint.port, "error", None, 0.0)
     become = Become.of(host)
     try:
         with ctx.slots:  # sudo's password is answered in start(), within the fork slot
-            ex = conn.start(cmd, probe_script().encode(), deadline, become)
+            ex = conn.start(shell_command(deadline), stdin, deadline, become)
     except BecomeError as exc:
         result.error = str(exc)
         return result

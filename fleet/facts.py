@@ -14,7 +14,7 @@ from fleet.netdata_install import (
     ebpf_verdicts,
     install_of,
 )
-from fleet.probe import FileRead, ProbeOutput
+from fleet.probe import CommandRun, FileRead, ProbeOutput
 
 # ---------------------------------------------------------------- tracefs: set_event, events
 # What t_show() prints per enabled event: "%s:%s\n", subsystem and event names (letters,
@@ -419,19 +419,19 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         r = f.get(path)
         return r.text.strip() if r is not None and r.ok and r.text is not None else None
 
-    sources, texts = _netdata_sources(out, nd_cmd_path(out))
+    nd_cmd = _installed(out, "netdata_version")
+    sources, texts = _netdata_sources(out, nd_cmd.path if nd_cmd else None)
     in_use = sources.paths[0] if sources.paths else None
     netdata_conf, netdata_conf_path = (f.get(in_use), in_use) if in_use in f else (None, None)
     if netdata_conf is not None and netdata_conf.absent:
         netdata_conf, netdata_conf_path = None, None
     ebpf_conf, ebpf_conf_path = _first_present(f, EBPF_CONF_PATHS)
-    nd_cmd = out.commands.get("netdata_version")
 
     bpf_source: str | None = None
     bpf_programs: list[BpfProgram] = []
     bpf_error: str | None = None
     reasons: list[str] = []
-    run = out.commands.get("bpftool_prog")
+    run = _installed(out, "bpftool_prog")
     if run is not None and run.rc == 0:
         try:
             bpf_programs = parse_bpftool_progs(run.stdout)
@@ -502,9 +502,10 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
     )
 
 
-def nd_cmd_path(out: ProbeOutput) -> str | None:
-    run = out.commands.get("netdata_version")
-    return run.path if run is not None else None
+def _installed(out: ProbeOutput, name: str) -> CommandRun | None:
+    """A command the probe ran, unless the shell said it is not there (127: not found)."""
+    run = out.commands.get(name)
+    return None if run is None or run.rc == 127 else run
 
 
 def _netdata_sources(

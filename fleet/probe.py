@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
-import shlex
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+
+from fleet.remote_shell import script_stdin
 
 # strerror texts (LC_ALL=C, glibc and musl/busybox) -> errno names the checks reason about.
 ERRNO_BY_MESSAGE: dict[str, str] = {
@@ -90,11 +91,10 @@ def new_nonce() -> str:
     return secrets.token_hex(12)
 
 
-def probe_command(nonce: str, root: str, cpu_window: int, extra_files: tuple[str, ...] = ()) -> str:
-    """The remote command line; the script itself goes to its stdin (`sh -s`). sudo, when the
-    host wants it, is put around it by the connection (fleet/become.py)."""
-    args = " ".join(shlex.quote(a) for a in (nonce, root, str(cpu_window), *extra_files))
-    return f"sh -s -- {args}"
+def probe_stdin(nonce: str, root: str, cpu_window: int, extra_files: tuple[str, ...] = ()) -> bytes:
+    """What the remote `sh -s` reads: the arguments, then the script (fleet/remote_shell.py;
+    sudo, when the host wants it, is put around the command by fleet/become.py)."""
+    return script_stdin(probe_script(), (nonce, root, str(cpu_window), *extra_files))
 
 
 def _strip_root(root: str, path: str) -> str:
@@ -210,11 +210,21 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
         wanted.clear()
         rc_seen.clear()
 
+    began = False
     for line in lines:
+        if out.complete:
+            # Nothing of ours follows `done`: more is somebody else's, and not to be trusted.
+            if line:
+                raise ProbeFormatError("output after the probe's done frame")
+            continue
         if not line.startswith(marker):
             body.append(line)
             continue
         tag, *args = line[len(marker) :].split(" ")
+        if tag == "begin":
+            if began:
+                raise ProbeFormatError("a second begin frame: the probe ran twice in one output")
+            began = True
         if tag == "want":
             wanted.append(line[len(marker) + len("want ") :])
         elif tag == "env":

@@ -1,5 +1,7 @@
 # fleet audit probe. Read-only; POSIX sh (dash, bash, busybox ash) plus grep, cat, id, sleep.
-# Arguments: NONCE ROOT WINDOW [EXTRA_FILE...]
+# Run as `sh -s`: the arguments NONCE ROOT WINDOW [EXTRA_FILE...] come first on stdin
+# (`set -- ...`, fleet/remote_shell.py), never on the command line, where any process on the
+# host could read the nonce and forge frames.
 # stdout: sections opened by "<NONCE> <tag> ..." lines. File contents come from ONE `grep -H`
 # per stage, so every content line starts with its own path and no file can fake a frame;
 # read errors come on stderr exactly as grep reports them ("grep: PATH: Permission denied"),
@@ -108,28 +110,25 @@ EOF
   fi
 done
 
-# Binaries: under ROOT only its own bin dirs (the lab); else PATH and netdata's static install.
+# Binaries come from the system's PATH (and netdata's static install), never from the audited
+# tree: with ROOT set that tree is data, and running its files (as root under become) would
+# hand it the host. Each command learns the tree in FLEET_ROOT (the lab's tools answer for it).
 fb() {
   B=
-  if [ -n "$R" ]; then
-    for d in usr/local/sbin usr/sbin usr/bin sbin bin; do
-      if [ -x "$R/$d/$1" ]; then B=$R/$d/$1; return 0; fi
-    done
-    return 1
-  fi
   o=$IFS; IFS=:
   for d in $PATH$2; do
     if [ -x "$d/$1" ]; then IFS=$o; B=$d/$1; return 0; fi
   done
   IFS=$o; return 1
 }
-# A wedged binary must not cost the whole host its audit: bound each command when we can.
+# A wedged binary must not cost the whole host its audit: bound each command when we can,
+# with KILL after TERM (a bpftool that ignores TERM still ends).
 TO=
-if command -v timeout >/dev/null; then TO="timeout 20"; fi
+if command -v timeout >/dev/null; then TO="timeout -k 5 20"; fi
 c() {
   n=$1; shift
   s cmd "$n" "$1"; printf '%s cmd %s\n' "$N" "$n" >&4
-  $TO "$@" </dev/null 2>&4; r=$?
+  FLEET_ROOT=$R $TO "$@" </dev/null 2>&4; r=$?
   printf '\n'; s rc "$n" "$r"
 }
 if fb netdata :/opt/netdata/bin:/opt/netdata/usr/sbin; then c netdata_version "$B" -v; fi

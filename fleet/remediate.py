@@ -19,7 +19,7 @@ from typing import Any
 
 import paramiko
 
-from fleet.apply import ApplyOutput, apply_command, parse_apply_output, read_command
+from fleet.apply import ApplyOutput, apply_stdin, parse_apply_output, read_stdin
 from fleet.audit import AuditContext, host_failed, probe_host, utc_now
 from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
 from fleet.cpu import CpuFigures
@@ -37,6 +37,7 @@ from fleet.fixes import Op, PlanInput, Step, plan_step, render_diff
 from fleet.inventory import Host
 from fleet.journal import Journal, JournaledRun, JournaledStep, operator, ops_json
 from fleet.probe import new_nonce
+from fleet.remote_shell import shell_command
 from fleet.runner import Progress, run_hosts
 from fleet.ssh import CommandTimeout, Connection, RunResult, SSHError, connect
 from fleet.verify import NOT_MEASURED, WORSE, Verdict, cpu_verdict, intervals
@@ -149,8 +150,8 @@ class _Session:
 
     def apply(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
         nonce = new_nonce()
-        cmd = apply_command(nonce, self.host.fleet_root, self.tag, ops)
-        res = self._run(cmd, self.deadline(extra))
+        stdin = apply_stdin(nonce, self.host.fleet_root, self.tag, ops)
+        res = self._run(stdin, self.deadline(extra))
         out = parse_apply_output(res.stdout, nonce)
         if not out.complete and not out.results:
             tail = (res.stderr.strip().splitlines() or [f"rc {res.rc}"])[-1]
@@ -158,15 +159,16 @@ class _Session:
         return out
 
     def read_exact(self, path: str) -> tuple[str | None, str | None]:
-        res = self._run(read_command(self.host.fleet_root, path), self.deadline())
+        res = self._run(read_stdin(self.host.fleet_root, path), self.deadline())
         if res.rc != 0:
             return None, res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "rc 1"
         return res.stdout, None
 
-    def _run(self, command: str, deadline: float) -> RunResult:
-        """One exec as the host's become settings want it; sudo refusing is a failed step."""
+    def _run(self, stdin: bytes, deadline: float) -> RunResult:
+        """One script (fleet/remote_shell.py) as the host's become settings want it run; sudo
+        refusing is a failed step."""
         try:
-            res = self.conn.run(command, b"", deadline, self.become)
+            res = self.conn.run(shell_command(deadline), stdin, deadline, self.become)
         except BecomeError as exc:
             raise StepFailed(str(exc)) from None
         if self.become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
@@ -325,7 +327,11 @@ def _run_step(s: _Session, step: Step, seq: int) -> StepResult:
         errno = f" ({problem.errno})" if problem.errno else ""
         error = f"{where}{problem.detail}{errno}"
     elif not out.complete:
-        error = "remote apply was cut short"
+        error = (
+            f"remote apply output unusable: {out.problem}"
+            if out.problem
+            else ("remote apply was cut short")
+        )
     _journal(
         ctx,
         {

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
-from fleet.probe import ProbeOutput, new_nonce, parse_probe_output, probe_command, probe_script
+from fleet.lab.lab import write_tool_dispatchers
+from fleet.probe import ProbeOutput, new_nonce, parse_probe_output, probe_stdin
 
 
 def run_probe(
-    root: Path, shell: str = "sh", window: int = 0, extra: tuple[str, ...] = ()
+    root: Path,
+    shell: str = "sh",
+    window: int = 0,
+    extra: tuple[str, ...] = (),
+    lab_tools: bool = True,
 ) -> tuple[ProbeOutput, subprocess.CompletedProcess[bytes]]:
+    """The probe as `sh -s` runs it on a host. `lab_tools`: the lab's bpftool and netdata
+    first on PATH, answering for the tree (as on a lab host); without, the system's only."""
     nonce = new_nonce()
-    cmd = probe_command(nonce, str(root), window, extra)
     argv = [shell, "sh"] if shell == "busybox" else [shell]
+    env = dict(os.environ)
+    if lab_tools:
+        tools = write_tool_dispatchers(root.parent / f".{root.name}-lab-bin")
+        env["PATH"] = f"{tools}:{env.get('PATH', '')}"
     proc = subprocess.run(
-        [*argv, "-c", cmd], input=probe_script().encode(), capture_output=True, timeout=30
+        [*argv, "-s"],
+        input=probe_stdin(nonce, str(root), window, extra),
+        capture_output=True,
+        timeout=30,
+        env=env,
     )
     return parse_probe_output(proc.stdout.decode(), proc.stderr.decode(), nonce, str(root)), proc
 

@@ -318,8 +318,8 @@ def reconcile(root: Path) -> bool:
 
 
 def reconcile_all(hosts_dir: Path, command: str | None = None) -> int:
-    """Reconcile the hosts a client command named (its fleet_root is on the command line:
-    one tree, not the whole lab, per command); every host when none is named."""
+    """Reconcile the hosts a client command named (its fleet_root is on the command line or
+    its stdin: one tree, not the whole lab, per command); every host when none is named."""
     entries = sorted(hosts_dir.iterdir()) if hosts_dir.is_dir() else []
     roots = [(e, e.resolve()) for e in entries]
     if command:
@@ -332,9 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleet.lab.kernelmodel")
     parser.add_argument("hosts_dir", type=Path, help="the lab's hosts/ directory")
     parser.add_argument("--command", help="the client command that just ran")
+    parser.add_argument("--stdin-file", type=Path, help="what the client sent on its stdin")
     args = parser.parse_args(argv)
     try:
-        reconcile_all(args.hosts_dir, args.command)
+        said = args.command or ""
+        if args.stdin_file is not None and args.stdin_file.is_file():
+            said += "\n" + args.stdin_file.read_text("utf-8", "replace")
+        reconcile_all(args.hosts_dir, said or None)
     except (OSError, ValueError, KeyError) as exc:
         print(f"fleet lab kernel model: {exc}", file=sys.stderr)
         return 1

@@ -276,24 +276,56 @@ def _sshd_version() -> tuple[int, int]:
 
 
 def _write_exec_wrapper(state: Path, hosts_dir: Path) -> None:
-    """exec.sh: sshd's ForceCommand. The client's command runs as it asked; then the kernel
-    model reads what it wrote, the way a kernel reacts to a write before the next read."""
+    """exec.sh: sshd's ForceCommand. The client's command runs as it asked, with the lab's
+    tools first on PATH; then the kernel model reads what it wrote, the way a kernel reacts to
+    a write before the next read. The model learns which host tree the command touched from
+    the command and its stdin (where fleet sends its arguments): a private copy, removed as
+    soon as the model has read it."""
     model = Path(__file__).parent / "kernelmodel.py"
+    write_tool_dispatchers(state / "bin")
     text = (
         "#!/bin/sh\n"
         "# fleet lab: run the client's command, then let the lab kernel model react to it.\n"
-        'if [ -n "${SSH_ORIGINAL_COMMAND+x}" ]; then sh -c "$SSH_ORIGINAL_COMMAND"; '
-        'else "${SHELL:-/bin/sh}"; fi\n'
+        f"PATH={shlex.quote(str(state / 'bin'))}:$PATH; export PATH\n"
+        'if [ -z "${SSH_ORIGINAL_COMMAND+x}" ]; then exec "${SHELL:-/bin/sh}"; fi\n'
+        f"umask 077; seen=$(mktemp {shlex.quote(str(state))}/stdin.XXXXXX) || exit 1\n"
+        'tee "$seen" | sh -c "$SSH_ORIGINAL_COMMAND"\n'
         "rc=$?\n"
         # The model file alone (stdlib only, -I -S): ~50 ms a command, not ~130 ms.
         f"{shlex.quote(sys.executable)} -I -S {shlex.quote(str(model))} "
         f"{shlex.quote(str(hosts_dir))} "
-        '--command="$SSH_ORIGINAL_COMMAND" '
+        '--command="$SSH_ORIGINAL_COMMAND" --stdin-file="$seen" '
         f">>{shlex.quote(str(state / 'kernelmodel.log'))} 2>&1\n"
+        'rm -f "$seen"\n'
         "exit $rc\n"
     )
     _write(state / "exec.sh", text)
     (state / "exec.sh").chmod(0o755)
+
+
+# The lab machine's own bpftool and netdata. A lab host is a tree, and its tools live in it
+# (usr/sbin/NAME); the probe names the tree it audits in FLEET_ROOT for the commands it runs
+# (a real bpftool ignores it), so the lab's tool answers for that host. The probe itself
+# never runs a file from the audited tree.
+_DISPATCHER = """#!/bin/sh
+# fleet lab: this lab host's NAME, i.e. $FLEET_ROOT/usr/sbin/NAME (see fleet/lab/lab.py).
+name=${0##*/}
+if [ -n "${FLEET_ROOT-}" ] && [ -x "$FLEET_ROOT/usr/sbin/$name" ]; then
+    exec "$FLEET_ROOT/usr/sbin/$name" "$@"
+fi
+echo "$name: command not found" >&2
+exit 127
+"""
+LAB_TOOLS = ("bpftool", "netdata")
+
+
+def write_tool_dispatchers(directory: Path) -> Path:
+    """bin/bpftool and bin/netdata that answer for the host tree in $FLEET_ROOT."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in LAB_TOOLS:
+        _write(directory / name, _DISPATCHER)
+        (directory / name).chmod(0o755)
+    return directory
 
 
 def sshd_config_lines(

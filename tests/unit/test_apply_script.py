@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.apply import ApplyOutput, apply_command, parse_apply_output
+from fleet.apply import ApplyOutput, apply_stdin, parse_apply_output
 from fleet.fixes import Op
 from fleet.probe import new_nonce
 
@@ -20,11 +20,15 @@ READ_ONLY_ONE = "/sys/kernel/fscaps"  # reads "1", refuses writes with EACCES (r
 
 def run(root: Path, ops: list[Op], shell: str = "sh", tag: str = "run1") -> ApplyOutput:
     nonce = new_nonce()
-    cmd = apply_command(nonce, str(root), tag, ops)
     argv = [shell, "sh"] if shell == "busybox" else [shell]
-    # The command line is what sshd hands the login shell; the login shell here is `shell`.
-    proc = subprocess.run([*argv, "-c", cmd], capture_output=True, text=True, timeout=30)
-    return parse_apply_output(proc.stdout, nonce)
+    # `shell -s`, as `sh -s` runs on a host: the arguments and the script come on stdin.
+    proc = subprocess.run(
+        [*argv, "-s"],
+        input=apply_stdin(nonce, str(root), tag, ops),
+        capture_output=True,
+        timeout=30,
+    )
+    return parse_apply_output(proc.stdout.decode(), nonce)
 
 
 @pytest.fixture(params=SHELLS)

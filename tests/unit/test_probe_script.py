@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleet.facts import host_facts
-from fleet.probe import new_nonce, parse_probe_output, probe_command, probe_script
+from fleet.probe import new_nonce, parse_probe_output, probe_stdin
 from tests.helpers import run_probe, write
 
 SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]
@@ -193,8 +193,8 @@ def test_probe_runs_on_busybox_applets_alone(tree: Path, tmp_path: Path) -> None
         (bb / applet).symlink_to(shutil.which("busybox"))
     nonce = new_nonce()
     proc = subprocess.run(
-        [str(bb / "sh"), "-c", probe_command(nonce, str(tree), 1)],
-        input=probe_script().encode(),
+        [str(bb / "sh"), "-s"],
+        input=probe_stdin(nonce, str(tree), 1),
         capture_output=True,
         timeout=30,
         env={"PATH": str(bb), "LC_ALL": "C"},
