@@ -35,6 +35,20 @@ content() {
 why() { printf '%s' "$1" | tr '\n' ' '; }
 sorted() { printf '%s' "$1" | grep -v '^$' | sort; }
 
+# With ROOT set, a path must stay inside it once symlinks are followed (as in probe.sh).
+RP=
+if [ -n "$R" ]; then RP=$(cd -P -- "$R" 2>/dev/null && pwd -P); fi
+inside() {
+  [ -n "$R" ] || return 0
+  cd -P -- "${1%/*}" 2>/dev/null || return 0
+  q=$PWD/${1##*/}; cd /
+  case $q/ in "$RP"/*) ;; *) return 1 ;; esac
+  [ -h "$q" ] || return 0
+  q=$(readlink -f -- "$q") || return 0
+  case $q/ in "$RP"/*) return 0 ;; esac
+  return 1
+}
+
 s begin 1
 # Pass 1: every precondition, nothing written. Each op is rotated to the end of the
 # arguments, so after one round they are back in their order.
@@ -42,6 +56,10 @@ i=0; ops=$(($# / 4))
 while [ "$i" -lt "$ops" ]; do
   i=$((i + 1)); mode=$1; path=$2; f=$R$2; check=$3; data=$4; shift 4
   set -- "$@" "$mode" "$path" "$check" "$data"
+  case $mode in
+    set|file|restore|same|trunc|append|same-lines|lock|unlock)
+      if ! inside "$f"; then s op "$i" fail "$path: Symbolic link leads outside fleet_root"; s done; exit 3; fi ;;
+  esac
   case $mode in
     set|file|restore|same|trunc|append|same-lines) ;;
     *) continue ;;

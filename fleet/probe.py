@@ -22,6 +22,9 @@ ERRNO_BY_MESSAGE: dict[str, str] = {
     "Input/output error": "EIO",
     "I/O error": "EIO",
     "Not a directory": "ENOTDIR",
+    "No such device or address": "ENXIO",
+    # fleet's own refusal (probe.sh, apply.sh): the path resolves outside fleet_root.
+    "Symbolic link leads outside fleet_root": "EXDEV",
 }
 
 

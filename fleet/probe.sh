@@ -18,6 +18,32 @@ if [ "$W" -gt 0 ]; then s stat1; cat "$R/proc/stat"; fi
 
 nl='
 '
+# With ROOT set, a path must stay inside it once symlinks are followed: a set_event linking
+# to a file elsewhere on the host is not read into the evidence (apply.sh never writes it).
+RP=
+if [ -n "$R" ]; then RP=$(cd -P -- "$R" 2>/dev/null && pwd -P); fi
+inside() {
+  [ -n "$R" ] || return 0
+  # cd -P resolves the directory's links without a fork; a missing one reads as ENOENT.
+  cd -P -- "${1%/*}" 2>/dev/null || return 0
+  q=$PWD/${1##*/}; cd /
+  case $q/ in "$RP"/*) ;; *) return 1 ;; esac
+  [ -h "$q" ] || return 0
+  q=$(readlink -f -- "$q") || return 0
+  case $q/ in "$RP"/*) return 0 ;; esac
+  return 1
+}
+# g FILE...: every file read by ONE grep, but those that leave ROOT, which get an error line
+# in grep's own format instead.
+g() {
+  n=$#
+  for f in "$@"; do
+    if inside "$f"; then set -- "$@" "$f"; else printf 'grep: %s: %s\n' "$f" "$OUTSIDE" >&4; fi
+  done
+  shift "$n"
+  [ $# -eq 0 ] || grep -aH '' -- "$@" 2>&4
+}
+OUTSIDE='Symbolic link leads outside fleet_root'
 # Where tracefs and debugfs are mounted, as the kernel says; the audit never mounts anything.
 TM=; D=
 while read -r _dev mp fs _rest; do
@@ -57,7 +83,7 @@ shift "$n"
 s files
 for f in "$@"; do s want "$f"; done
 # One grep reads every file: one fork instead of one per file.
-grep -aH '' -- "$@" 2>&4
+g "$@"
 
 # Stage 2: the enable state of every dynamic probe event, in every trace instance.
 if [ -n "$T" ]; then
@@ -78,7 +104,7 @@ if [ -n "$T" ]; then
   if [ $# -gt 0 ]; then
     s enables
     for f in "$@"; do s want "$f"; done
-    grep -aH '' -- "$@" 2>&4
+    g "$@"
   fi
 fi
 
@@ -106,7 +132,7 @@ EOF
   if [ $# -gt 0 ]; then
     s files
     for f in "$@"; do s want "$f"; done
-    grep -aH '' -- "$@" 2>&4
+    g "$@"
   fi
 done
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fleet.lab.lab import write_tool_dispatchers
@@ -40,3 +43,21 @@ def write(root: Path, rel: str, text: str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text)
     return p
+
+
+@contextmanager
+def immutable(path: Path) -> Iterator[Path]:
+    """`chattr +i`: every write to the file fails with EPERM, root's included (a real refusal
+    by the kernel, inside the tree); undone on the way out so the tree can be removed."""
+    subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True, capture_output=True)
+
+
+def unreadable(path: Path) -> Path:
+    """`path` replaced by a socket node: every open() fails (ENXIO), root's included."""
+    path.unlink(missing_ok=True)
+    os.mknod(path, 0o600 | stat.S_IFSOCK)
+    return path

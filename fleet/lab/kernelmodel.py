@@ -266,12 +266,16 @@ def _read(path: Path) -> str | None:
 
 def _write(path: Path, text: str) -> bool:
     """Rewrite a derived file in place (a reader holding it open sees the new text, as with
-    a kernel file). Symlinks are the lab's refusals (lockdown, read-only): never written."""
-    if path.is_symlink():
+    a kernel file). The lab's refusals are never written: a socket node (lockdown: no open
+    succeeds), an immutable file (a test's read-only target: EPERM), a symlink."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except PermissionError:
+        return False
     return True
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import stat
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -131,11 +132,6 @@ def _kernel_order(tracepoints: list[str], dynamic: list[str], instance: bool) ->
     return list(reversed(dynamic)) + points
 
 
-# A write-only sysctl: the kernel answers every read with EACCES, root included. The lab
-# points files that lockdown refuses at it to get a real kernel refusal (see _build).
-_WRITE_ONLY_SYSCTL = "/proc/sys/vm/compact_memory"
-
-
 @dataclass(frozen=True)
 class _Plan:
     """What one scenario puts in a tree."""
@@ -210,6 +206,14 @@ class _Tree:
 
     def mkdir(self, rel: str) -> None:
         (self.root / rel).mkdir(parents=True, exist_ok=True)
+
+    def socket(self, rel: str) -> None:
+        """A UNIX socket node: open() on it fails (ENXIO) whoever reads."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        os.mknod(path, 0o600 | stat.S_IFSOCK)  # bind() would cap the path at 108 bytes
 
     def symlink(self, rel: str, target: str) -> None:
         path = self.root / rel
@@ -537,10 +541,11 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
     if plan.debugfs:
         if plan.integrity_lockdown:
             # Integrity lockdown refuses debugfs files with write bits (kprobes/enabled is
-            # 0600) with EPERM. The lab points it at a write-only sysctl so the audit meets a
-            # real kernel refusal: EACCES, root included. Both mean "unknown", never "empty";
-            # kprobes/list is 0400 and stays readable.
-            tree.symlink("sys/kernel/debug/kprobes/enabled", _WRITE_ONLY_SYSCTL)
+            # 0600) with EPERM. The lab makes it a socket node, which every open() refuses
+            # (ENXIO), root included, without leaving the tree (a link out of fleet_root is
+            # refused by fleet itself). Either means "unknown", never "empty"; kprobes/list
+            # is 0400 and stays readable.
+            tree.socket("sys/kernel/debug/kprobes/enabled")
         # On a real box an automount of the same tracefs.
         tree.symlink("sys/kernel/debug/tracing", "../tracing")
     # Integrity lockdown leaves tracefs alone: a Debian 6.1 guest booted with

@@ -104,7 +104,7 @@ def test_every_scenario_gets_its_verdict(lab6: lab.LabInfo) -> None:
     assert lockdown["status"] == "error"
     kp = next(c for c in lockdown["checks"] if c["id"] == "kprobes.registered")
     assert kp["status"] == "error" and "unknown" in kp["summary"]
-    assert "EACCES" in kp["summary"] or "EPERM" in kp["summary"]
+    assert "ENXIO" in kp["summary"]  # the lab's refusal (docs/lab.md); EPERM on a kernel
 
     assert down["status"] == "unreachable"
     assert "refused" in down["error"]

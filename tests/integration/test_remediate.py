@@ -19,12 +19,11 @@ import pytest
 import yaml
 
 from fleet import lab
+from tests.helpers import immutable
 from tests.integration.conftest import fleet_argv, fleet_env, run_fleet
 
 pytestmark = pytest.mark.integration
 
-# A real kernel file that reads "1" and refuses every write with EACCES, root included.
-READ_ONLY_ONE = "/sys/kernel/fscaps"
 ENABLE = "sys/kernel/tracing/events/kprobes/fleet_tcp_sendmsg/enable"
 
 
@@ -105,7 +104,7 @@ def test_plan_changes_nothing_and_shows_each_step_as_a_diff(fleet_lab: lab.LabIn
     assert "/sys/kernel/tracing/events/kprobes/fleet_tcp_sendmsg/enable: 1 -> 0" in plan
     assert "-sched:sched_switch" in plan
     assert "clean-02: nothing to change (compliant)" in plan
-    skipped = r"lockdown-05: .*\n  \[skipped\] kprobes.disarm: .* - .*EACCES.*integrity"
+    skipped = r"lockdown-05: .*\n  \[skipped\] kprobes.disarm: .* - .*ENXIO.*integrity"
     assert re.search(skipped, plan)
     assert "nothing was changed" in plan
     assert {name: snapshot(t) for name, t in trees.items()} == before
@@ -198,10 +197,10 @@ def test_read_only_target_fails_its_step_and_leaves_everything_else_unchanged(
     fleet_lab: lab.LabInfo,
 ) -> None:
     tree = root(fleet_lab, "incident")
-    (tree / ENABLE).unlink()
-    (tree / ENABLE).symlink_to(READ_ONLY_ONE)
-    before = snapshot(tree)
-    rc, doc = apply(fleet_lab, "incident*")
+    with immutable(tree / ENABLE):  # reads "1", every write refused (EPERM), root's too
+        before = snapshot(tree)
+        rc, doc = apply(fleet_lab, "incident*")
+        after = snapshot(tree)
     host = doc["hosts"][0]
     assert rc == 1
     assert steps(host) == [
@@ -209,10 +208,10 @@ def test_read_only_target_fails_its_step_and_leaves_everything_else_unchanged(
         ("tracing.probe_events_off", "failed"),
     ]
     error = host["steps"][1]["error"]
-    assert error.startswith(f"/{ENABLE}: ") and "(EACCES)" in error
+    assert error.startswith(f"/{ENABLE}: ") and "(EPERM)" in error
     assert "earlier steps rolled back" in host["error"]
     assert host["verdict"] == "not-measured"
-    assert snapshot(tree) == before
+    assert after == before
 
 
 def test_failure_after_the_second_step_rolls_back_both_and_its_own_writes(
@@ -352,10 +351,9 @@ def test_failure_budget_stops_the_rollout_after_the_canary(
 ) -> None:
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
     info = lab.up(tmp_path / "lab", hosts=4, scenario="incident")
+    trees = [(info.state_dir / "hosts" / h).resolve() for h in info.hosts]
     try:
-        trees = [(info.state_dir / "hosts" / h).resolve() for h in info.hosts]
-        (trees[0] / ENABLE).unlink()
-        (trees[0] / ENABLE).symlink_to(READ_ONLY_ONE)
+        subprocess.run(["chattr", "+i", str(trees[0] / ENABLE)], check=True)
         untouched = [snapshot(t) for t in trees[1:]]
         rc, doc = apply(info, "all", "--batch", "2", "--max-fail", "0")
         assert rc == 1
@@ -370,6 +368,7 @@ def test_failure_budget_stops_the_rollout_after_the_canary(
         rc, doc = apply(info, "all", "--batch", "2", "--max-fail", "1")
         assert [h["failed"] for h in doc["hosts"]] == [True, False, False, False]
     finally:
+        subprocess.run(["chattr", "-i", str(trees[0] / ENABLE)], check=True)
         lab.down(info.state_dir)
 
 

@@ -4,6 +4,7 @@ the audited tree are not the probe's to run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -149,3 +150,21 @@ def test_the_probe_runs_as_sh_dash_s_with_nothing_on_its_command_line() -> None:
         line,
     ), line
     subprocess.run(["sh", "-n", "-c", line], check=True)
+
+
+def test_a_set_event_linking_out_of_fleet_root_is_neither_copied_nor_truncated(
+    fleet_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    tree = root(fleet_lab, "incident")
+    outside = write(tmp_path, "/etc/shadow-like", "root:$6$not-for-evidence:19000::::::\n")
+    set_event = tree / "sys/kernel/tracing/set_event"
+    set_event.unlink()
+    set_event.symlink_to(outside)
+    rc, doc = audit_json("-i", fleet_lab.inventory, "--cpu-window", "0", "--limit", tree.name)
+    host = doc["hosts"][0]
+    assert "not-for-evidence" not in json.dumps(doc)
+    assert statuses(host)["tracing.set_event"] == "error" and host["status"] == "error", host
+    _rc, done = apply(fleet_lab, tree.name)
+    assert outside.read_text() == "root:$6$not-for-evidence:19000::::::\n"
+    assert "not-for-evidence" not in json.dumps(done)
+    assert rc & 4, rc

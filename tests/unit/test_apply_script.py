@@ -13,9 +13,9 @@ import pytest
 from fleet.apply import ApplyOutput, apply_stdin, parse_apply_output
 from fleet.fixes import Op
 from fleet.probe import new_nonce
+from tests.helpers import immutable
 
 SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]
-READ_ONLY_ONE = "/sys/kernel/fscaps"  # reads "1", refuses writes with EACCES (root too)
 
 
 def run(root: Path, ops: list[Op], shell: str = "sh", tag: str = "run1") -> ApplyOutput:
@@ -90,12 +90,32 @@ def test_a_file_without_a_final_newline_round_trips(tmp_path: Path, shell: str) 
     assert out.ok and f.read_text() == "a = 1"
 
 
-@pytest.mark.skipif(not Path(READ_ONLY_ONE).exists(), reason="no /sys/kernel/fscaps")
 def test_a_refused_write_names_the_errno(tmp_path: Path, shell: str) -> None:
-    (tmp_path / "enable").symlink_to(READ_ONLY_ONE)
-    out = run(tmp_path, [Op("set", "/enable", "1\n", "0\n")], shell)
+    with immutable(put(tmp_path, "/enable", "1\n")):
+        out = run(tmp_path, [Op("set", "/enable", "1\n", "0\n")], shell)
     assert not out.ok and out.results[0].status == "fail"
-    assert out.results[0].errno == "EACCES", out.results[0].detail
+    assert out.results[0].errno == "EPERM", out.results[0].detail
+
+
+def test_a_path_that_links_out_of_the_root_is_never_written(tmp_path: Path, shell: str) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.write_text("precious\n")
+    root = tmp_path / "root"
+    put(root, "/sys/kernel/tracing/x", "")
+    (root / "sys/kernel/tracing/set_event").symlink_to(outside)
+    (root / "etc").symlink_to(tmp_path)  # a directory link out of the root, too
+    ops = [Op("trunc", "/sys/kernel/tracing/set_event", "precious\n", "-")]
+    out = run(root, ops, shell)
+    assert not out.ok and out.results[0].errno == "EXDEV", out.results[0].detail
+    out = run(root, [Op("set", "/etc/elsewhere", "precious\n", "")], shell)
+    assert not out.ok and out.results[0].errno == "EXDEV", out.results[0].detail
+    assert outside.read_text() == "precious\n"
+    # A link that stays inside is followed as before.
+    (root / "sys/kernel/debug").mkdir(parents=True)
+    (root / "sys/kernel/debug/tracing").symlink_to("../tracing")
+    put(root, "/sys/kernel/tracing/enable", "1\n")
+    out = run(root, [Op("set", "/sys/kernel/debug/tracing/enable", "1\n", "0\n")], shell)
+    assert out.ok and (root / "sys/kernel/tracing/enable").read_text() == "0\n"
 
 
 def test_run_reports_the_command_rc_and_output(tmp_path: Path, shell: str) -> None:

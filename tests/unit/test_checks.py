@@ -11,7 +11,7 @@ from fleet.errors import PlaybookError
 from fleet.facts import host_facts
 from fleet.findings import Finding, exit_code, host_status
 from fleet.playbook import default_playbook_path, load_playbook
-from tests.helpers import run_probe, write
+from tests.helpers import run_probe, unreadable, write
 
 PLAYBOOK = load_playbook(default_playbook_path())
 HOT_LIST = "ffffffffa988bf40  r  tcp_sendmsg+0x0    [FTRACE]\n"
@@ -135,12 +135,23 @@ def test_only_disabled_kprobes_pass(root: Path) -> None:
 
 def test_unreadable_enabled_file_is_an_error_never_empty(root: Path) -> None:
     write(root, "/sys/kernel/debug/kprobes/list", HOT_LIST)
-    enabled = root / "sys/kernel/debug/kprobes/enabled"
-    enabled.unlink()
-    enabled.symlink_to("/proc/sys/vm/compact_memory")  # the kernel refuses the read
+    unreadable(root / "sys/kernel/debug/kprobes/enabled")
     f = findings(root)["kprobes.registered"]
     assert f.status == "error"
-    assert "EACCES" in f.summary
+    assert "ENXIO" in f.summary
+
+
+def test_a_file_linking_out_of_fleet_root_is_an_error_and_its_target_never_read(
+    root: Path, tmp_path: Path
+) -> None:
+    secret = write(tmp_path, "/elsewhere/shadow", "root:$6$secret:19000::::::\n")
+    set_event = root / "sys/kernel/tracing/set_event"
+    set_event.unlink()
+    set_event.symlink_to(secret)
+    out, _ = run_probe(root, extra=PLAYBOOK.extra_files)
+    assert "secret" not in str(out.files)
+    f = {x.id: x for x in run_checks(host_facts(out), PLAYBOOK, 0)}["tracing.set_event"]
+    assert f.status == "error" and "outside fleet_root" in f.summary
 
 
 def test_kprobes_skip_when_debugfs_not_mounted(root: Path) -> None:
