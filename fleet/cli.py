@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,7 +20,8 @@ from fleet.errors import UsageError
 EXIT_USAGE = 2
 # A bug in fleet itself (sysexits' EX_SOFTWARE): never 1, which means "non-compliant".
 EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (128 + 2)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -370,7 +373,7 @@ def _confirm(question: str) -> bool:
 
 
 def cmd_remediate(args: argparse.Namespace) -> int:
-    from fleet.journal import Journal
+    from fleet.journal import Journal, find_run
     from fleet.remediate import plan_fleet, remediate_fleet, remediation_exit_code
     from fleet.render.json_out import render_json
     from fleet.render.remediation import remediation_document, render_plan, render_results
@@ -395,8 +398,10 @@ def cmd_remediate(args: argparse.Namespace) -> int:
             print("fleet: nothing was changed", file=sys.stderr)
             return 1
     ctx.journal = Journal.start(ctx.state_dir, ctx.run_id, sys.argv, str(playbook_path))
+    stopped: list[int] = []
     try:
-        run = remediate_fleet(hosts, ctx, args.batch, args.max_fail)
+        with _stop_on_signals(ctx, stopped):
+            run = remediate_fleet(hosts, ctx, args.batch, args.max_fail)
     finally:
         ctx.journal.close()
     if args.json:
@@ -405,12 +410,47 @@ def cmd_remediate(args: argparse.Namespace) -> int:
         text = render_results(run)
     _write_output(text, args.output, private=True)
     targets = " ".join(f"--host {shlex.quote(p)}" for p in args.limit)
-    print(
-        f"fleet: run {run.run_id}; journal {ctx.journal.path}; "
-        f"undo with: fleet rollback {targets} --run {run.run_id}",
-        file=sys.stderr,
-    )
+    # "undo with" only when the journal holds writes of this run not undone yet.
+    try:
+        journaled = find_run(ctx.state_dir, run.run_id, [])
+        kept = journaled is not None and any(journaled.pending(h.name) for h in hosts)
+    except UsageError:  # a journal torn by a failed write: say how to undo, to be safe
+        kept = True
+    undo = f"; undo with: fleet rollback {targets} --run {run.run_id}" if kept else ""
+    print(f"fleet: run {run.run_id}; journal {ctx.journal.path}{undo}", file=sys.stderr)
+    if stopped:
+        return EXIT_TERMINATED if stopped[0] == signal.SIGTERM else EXIT_INTERRUPTED
     return remediation_exit_code(run.hosts)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(ctx: Any, stopped: list[int]) -> Iterator[None]:
+    """SIGINT/SIGTERM while a remediation writes: no new step and no new host; the hosts in
+    hand undo what they applied (or finish, when every step is in), release their locks, and
+    the run ends with its run id printed. A second signal abandons at once (locks left: they
+    expire after --lock-ttl; `fleet rollback` completes the run from its journal)."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stopped:
+            print(f"\nfleet: {name} again: abandoning run {ctx.run_id} now", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        stopped.append(signum)
+        ctx.stop_why = f"interrupted ({name})"
+        ctx.stop.set()
+        print(
+            f"\nfleet: {name}: stopping run {ctx.run_id}: hosts in hand undo what they "
+            "applied and release their locks (again to abandon at once)",
+            file=sys.stderr,
+        )
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

@@ -52,6 +52,11 @@ class StepFailed(Exception):
     """A step's remote writes did not all happen; the host's earlier steps are undone."""
 
 
+class Interrupted(StepFailed):
+    """SIGINT or SIGTERM arrived: the host in hand stops at the next step boundary and what
+    it applied is undone (a host whose steps are all applied is finished, not measured)."""
+
+
 @dataclass
 class StepResult:
     id: str
@@ -120,6 +125,9 @@ class RemediateContext:
     journal: Journal | None = None  # None: plan only
     settle_s: float | None = None  # None: the playbook's
     lock_ttl_s: float = 3600.0
+    # Set by the CLI's SIGINT/SIGTERM handler: no new step, no new host (stop_why says which).
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_why: str = "interrupted"
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _seq: int = 0
 
@@ -140,10 +148,15 @@ class _Session:
         self.become = Become.of(host)
 
     def deadline(self, extra: float = 0.0) -> float:
-        return time.monotonic() + self.ctx.audit.ssh.command_timeout + extra
+        # --timeout bounds each remote command here (a remediation is many of them).
+        budget = self.ctx.audit.host_timeout or self.ctx.audit.ssh.command_timeout
+        return time.monotonic() + budget + extra
 
     def probe(self, window: int) -> HostResult:
-        res = probe_host(self.conn, self.host, self.ctx.audit, self.deadline(window), window)
+        try:
+            res = probe_host(self.conn, self.host, self.ctx.audit, self.deadline(window), window)
+        except CommandTimeout as exc:
+            raise StepFailed(f"probe: {exc}") from None
         if res.facts is None:
             raise StepFailed(f"probe failed: {res.error}")
         return res
@@ -170,6 +183,10 @@ class _Session:
         try:
             res = self.conn.run(shell_command(deadline), stdin, deadline, self.become)
         except BecomeError as exc:
+            raise StepFailed(str(exc)) from None
+        except CommandTimeout as exc:
+            # The connection still stands (the host ends the command itself, timeout -k):
+            # a step cut short here is undone over it like any failed step.
             raise StepFailed(str(exc)) from None
         if self.become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
             raise StepFailed(NEEDS_PASSWORD)
@@ -371,7 +388,8 @@ def _wait_netdata_gone(s: _Session, wait_s: float) -> HostResult:
             return res
         if time.monotonic() >= end:
             raise StepFailed(f"ebpf.plugin still running {wait_s:g} s after the restart")
-        time.sleep(1.0)
+        _check_stop(s.ctx)
+        s.ctx.stop.wait(1.0)
 
 
 def _undo_op(op: Op, host: Host) -> Op:
@@ -386,12 +404,21 @@ def _undo_op(op: Op, host: Host) -> Op:
 
 
 def undo_step(s: _Session, step: JournaledStep) -> str | None:
+    try:
+        return _undo_step(s, step)
+    except StepFailed as exc:  # a remote undo cut short (its deadline): not restored
+        return str(exc)
+
+
+def _undo_step(s: _Session, step: JournaledStep) -> str | None:
     """Restore one step's files; None when restored, else why not. Each undo op expects the
     value the step wrote; a file already back at its previous value counts as restored."""
     ops = [_undo_op(o, s.host) for o in step.undo]
     if not ops:
         return None
-    out = s.apply(ops, extra=180.0 if any(o.mode == "run" for o in ops) else 0.0)
+    # A restart may take as long as the step allows netdata to stop (its wait_s).
+    wait = float(_fix_params(s.ctx, step.step).get("wait_s", 180))
+    out = s.apply(ops, extra=wait if any(o.mode == "run" for o in ops) else 0.0)
     if out.ok:
         return None
     problem = out.first_problem()
@@ -400,7 +427,7 @@ def undo_step(s: _Session, step: JournaledStep) -> str | None:
     # Some op found neither what the step wrote: go op by op, accepting "already previous".
     forward = {o.path: o for o in step.ops if o.mode != "run"}
     for op in ops:
-        out = s.apply([op], extra=180.0 if op.mode == "run" else 0.0)
+        out = s.apply([op], extra=wait if op.mode == "run" else 0.0)
         if out.ok:
             continue
         problem = out.first_problem()
@@ -477,8 +504,15 @@ def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
     return rem
 
 
+def _check_stop(ctx: RemediateContext) -> None:
+    if ctx.stop.is_set():
+        raise Interrupted(ctx.stop_why)
+
+
 def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
     start = time.monotonic()
+    if ctx.stop.is_set():
+        return _skipped(host, ctx, f"not started: {ctx.stop_why}")
     s = _open(host, ctx, start)
     if isinstance(s, HostRemediation):
         return s
@@ -561,6 +595,7 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
         step: Step | None = None
         seq = 0
         try:
+            _check_stop(ctx)
             if done:
                 current = s.probe(0)  # what the previous step left is what this one plans from
             step = plan_step(
@@ -580,12 +615,16 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
                 wait_s = float(_fix_params(ctx, step_id).get("wait_s", 180))
                 current = _wait_netdata_gone(s, wait_s)
         except StepFailed as exc:
-            failed = _failed_step(exc, step_id, step, seq, done, results)
-            if failed not in rem.steps:
-                rem.steps.append(failed)
+            if isinstance(exc, Interrupted) and step is None:
+                what = f"{exc} before step {step_id}"  # nothing of this step was written
+            else:
+                failed = _failed_step(exc, step_id, step, seq, done, results)
+                if failed not in rem.steps:
+                    rem.steps.append(failed)
+                what = f"step {step_id} failed: {failed.error}"
             restored = _undo_all(s, done, results)
             rem.failed = True
-            rem.result.error = f"step {step_id} failed: {failed.error}; earlier steps " + (
+            rem.result.error = f"{what}; earlier steps " + (
                 "rolled back" if restored else "NOT all rolled back: run fleet rollback"
             )
             after = s.probe(0)
@@ -598,10 +637,16 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
         # measure (a second sample would only cost the window again).
         after = before
         rem.verdict = Verdict(NOT_MEASURED, "nothing was changed")
+    elif ctx.stop.is_set():
+        # Every step is applied: the host is finished; only the CPU measure is given up.
+        after = s.probe(0)
+        rem.verdict = Verdict(NOT_MEASURED, f"{ctx.stop_why} after the last step")
     else:
         settle = ctx.settle_s if ctx.settle_s is not None else ctx.audit.playbook.settle_s
-        time.sleep(settle)
-        after = s.probe(window)
+        ctx.stop.wait(settle)
+        after = s.probe(0 if ctx.stop.is_set() else window)
+        if ctx.stop.is_set():
+            rem.verdict = Verdict(NOT_MEASURED, f"{ctx.stop_why} after the last step")
     rem.checks_after = after.checks
     rem.cpu_after = after.cpu if done else None
     if rem.verdict is None and window == 0:
@@ -717,6 +762,10 @@ def remediate_fleet(
     note = None
     for wave in waves:
         if not wave:
+            continue
+        if ctx.stop.is_set():
+            for h in wave:
+                results[h.name] = _skipped(h, ctx, f"not started: {ctx.stop_why}")
             continue
         if failed > max_fail:
             for h in wave:

@@ -475,6 +475,63 @@ def test_a_restart_that_leaves_ebpf_plugin_running_fails_and_is_undone(
     assert snapshot(tree) == before
 
 
+@pytest.mark.faults
+@pytest.mark.parametrize("restart", ["failing", "hanging"])
+def test_a_netdata_restart_that_fails_or_hangs_ends_within_the_deadline_and_is_undone(
+    fleet_lab: lab.LabInfo, tmp_path: Path, restart: str
+) -> None:
+    tree = root(fleet_lab, "incident")
+    conf = (tree / "etc/netdata/netdata.conf").read_bytes()
+    playbook = tmp_path / "pb.yml"
+    shipped = (Path(__file__).parents[2] / "playbooks/kernel-tracing.yml").read_text()
+    playbook.write_text(shipped.replace("wait_s: 180", "wait_s: 2"))
+    marker = f"fleet-restart-{restart}"
+    command = {
+        "failing": "echo 'Job for netdata.service failed.' >&2; exit 1",
+        "hanging": f"exec sh -c 'sleep 600' {marker}",
+    }[restart]
+    inventory = _with_host_vars(
+        fleet_lab, tmp_path / "inv.yml", tree.name, fleet_netdata_restart=command
+    )
+    rc, doc = apply(
+        fleet_lab, tree.name, "--playbook", str(playbook), "--timeout", "5", inventory=inventory
+    )
+    host = doc["hosts"][0]
+    assert rc != 0 and host["failed"] and host["steps"], host["error"]
+    assert steps(host)[0] == ("netdata.ebpf_off", "failed"), host
+    error = host["steps"][0]["error"]
+    if restart == "failing":
+        assert "rc 1" in error and "Job for netdata.service failed." in error
+    else:
+        assert "deadline" in error
+    # The undo restores the file, then restarts netdata the same way, which fails again:
+    # said so, never "rolled back".
+    assert "NOT all rolled back: run fleet rollback" in host["error"]
+    # The config is back as it was whatever the restart did, and no lock is left.
+    assert (tree / "etc/netdata/netdata.conf").read_bytes() == conf
+    assert not (tree / "run/fleet-remediate.lock").exists()
+    stop = time.monotonic() + 30  # the host's own timeout -k ends the restart: a hang guard
+    while any(marker.encode() in p.read_bytes() for p in _cmdlines()) and time.monotonic() < stop:
+        time.sleep(0.5)
+    assert not any(marker.encode() in p.read_bytes() for p in _cmdlines())
+
+
+def _cmdlines() -> list[Path]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and (d / "cmdline").exists():
+            out.append(d / "cmdline")
+    return [p for p in out if _readable(p)]
+
+
+def _readable(p: Path) -> bool:
+    try:
+        p.read_bytes()
+    except OSError:
+        return False
+    return True
+
+
 @pytest.fixture
 def tiny_journal_disk(tmp_path: Path) -> Iterator[Path]:
     """The state dir's journal/ on a one-page tmpfs: the run record fits, a big step's not."""
