@@ -21,7 +21,18 @@ _DRIFT_HEADERS = {
 
 def cell(text: str) -> str:
     """A table cell: one line, pipes escaped."""
-    return re.sub(r"\s+", " ", text).replace("|", "\\|").strip()
+    return re.sub(r"(?<!\\)\|", r"\\|", re.sub(r"\s+", " ", text)).strip()
+
+
+# CommonMark lets a backslash escape any ASCII punctuation; these are the ones that start
+# markup (emphasis, links, images, code, HTML, headings, tables, strikethrough).
+_MARKUP = re.compile(r"([\\`*_\[\]<>#!|~&])")
+
+
+def text(value: str) -> str:
+    """Untrusted text (a host name, a remote error, a summary quoting a file) on one line,
+    shown as written: no markup, no HTML, no table break."""
+    return _MARKUP.sub(r"\\\1", re.sub(r"\s+", " ", value)).strip()
 
 
 def table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -42,7 +53,7 @@ def _drift(data: ReportData) -> list[str]:
     out = [f"## {drift_text.heading(data.drift)}", ""]
     for s in drift_text.sections(data.drift, data.run.started_at):
         headers = _DRIFT_HEADERS[s.key][: len(s.rows[0])]
-        rows = table(headers, s.rows)
+        rows = table(headers, [[text(c) for c in row] for row in s.rows])
         if s.key.startswith("still_"):  # what goes on unchanged folds away
             summary = f"<details><summary>{s.title} ({len(s.rows)})</summary>"
             out += [summary, "", *rows, "", "</details>", ""]
@@ -73,9 +84,9 @@ def _findings(data: ReportData) -> list[str]:
         shown = [f for f in h.checks if f.status in ("fail", "warn", "error")]
         if not shown and not h.error:
             continue
-        out += [f"### {h.name}: {state}", ""]
+        out += [f"### {text(h.name)}: {state}", ""]
         if h.error:
-            out += [f"- error: {cell(h.error)}"]
+            out += [f"- error: {text(h.error)}"]
         for f in shown:
             label = data.check_state(h, f).upper()
             mark = data.mark(h, f)
@@ -84,7 +95,7 @@ def _findings(data: ReportData) -> list[str]:
                 w = mark.waiver
                 verb = "waiver expired" if mark.expired else "waived until"
                 note = f" ({verb} {w.expires}, {w.owner}: {cell(w.reason)}; {w.source})"
-            out.append(f"- **{label}** `{f.id}` [{f.severity}]: {cell(f.summary)}{note}")
+            out.append(f"- **{label}** `{f.id}` [{f.severity}]: {text(f.summary)}{note}")
             body = ["", "  <details><summary>evidence and fix</summary>", ""]
             body += ["  " + line for line in fence(json.dumps(f.evidence, indent=2), "json")]
             if f.fix:
@@ -110,10 +121,10 @@ def render_markdown(data: ReportData) -> str:
     out += _waivers(data)
     rows = [
         [
-            h.name,
+            text(h.name),
             data.host_state(h),
             f"{h.cpu.system_pct:.1f}" if h.cpu else "-",
-            host_detail(data, h),
+            text(host_detail(data, h)),
         ]
         for h in run.hosts
     ]

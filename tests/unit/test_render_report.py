@@ -141,6 +141,25 @@ def test_markdown_puts_drift_before_the_summary_and_escapes_cells() -> None:
     assert "waived until 2099-01-01, ops@example.com: vendor fix pending; w.yml:2" in text
 
 
+def test_markdown_shows_hostile_host_names_and_errors_as_written() -> None:
+    data = report_data([host("a", failing=("netdata.ebpf",))])
+    h = data.run.hosts[0]
+    h.name = "evil|<img src=x onerror=alert(1)>**[x](http://e)**`#"
+    h.error = "line1\n| broken | table |\n<script>"
+    text = render_markdown(data)
+    # Every markup character is escaped (CommonMark shows "\\<" as "<", as text).
+    hostile = [line for line in text.splitlines() if "evil" in line or "line1" in line]
+    assert len(hostile) == 3  # the hosts row, the heading, the error
+    assert not any(
+        re.search(r"(?<!\\)[<>*`#]|(?<!\\)\]\(", s.removeprefix("### ")) for s in hostile
+    )
+    row = next(line for line in text.splitlines() if "onerror" in line and line.startswith("|"))
+    assert row.count(" | ") == 3  # four cells: the name did not add any
+    assert "| evil\\|\\<img src" in text
+    assert "### evil\\|\\<img src=x onerror=alert(1)\\>\\*\\*\\[x\\](http://e)" in text
+    assert "- error: line1 \\| broken \\| table \\| \\<script\\>" in text
+
+
 def test_json_is_the_audit_document_plus_drift_and_waivers() -> None:
     data = drifting()
     doc = report_document(data)
