@@ -306,3 +306,31 @@ def test_an_unreachable_webhook_is_a_warning_not_a_different_exit_code(
     assert proc.returncode == 1  # the audit's, whatever became of the webhook
     assert "fleet: warning: notify: http://127.0.0.1:" in proc.stderr
     assert "HTTP 500" in proc.stderr and "after 3 attempts" in proc.stderr
+
+
+def test_the_webhook_secret_appears_in_no_output_history_or_state_file(
+    lab6: lab.LabInfo, tmp_path: Path, hook: Hook
+) -> None:
+    # The URL's path is the secret (Slack/Mattermost style): delivered, failing, and every
+    # format written, it must never be printed or stored.
+    state = tmp_path / "state"
+    secret = hook.url.rsplit("/", 1)[1]
+    out = tmp_path / "out"
+    formats = ["table", "json", "markdown", "html", "junit", "prometheus"]
+    runs = [
+        report(state, *quick(lab6), "--notify-webhook", hook.url,
+               *(a for f in formats for a in ("--format", f"{f}:{out}.{f}"))),
+    ]  # fmt: skip
+    hook.replies = [500, 500, 500]
+    # Fresh histories: every failure is new, so each run has something to send.
+    runs.append(report(tmp_path / "s2", *quick(lab6, "lab_incident"), "--notify-webhook", hook.url))
+    hook.stop()  # now nothing answers at all
+    runs.append(report(tmp_path / "s3", *quick(lab6, "lab_incident"), "--notify-webhook", hook.url))
+    assert runs[0].returncode in (1, 5), runs[0].stderr
+    assert len(hook.bodies) == 4 and any("notify" in r.stderr for r in runs[1:])
+    for proc in runs:
+        assert secret not in proc.stdout + proc.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".html" for p in written)
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path

@@ -36,6 +36,9 @@ pytestmark = pytest.mark.integration
 
 ASKS = "fleet-sudo"  # sudo asks this account for its password
 NOPASS = "fleet-nopass"  # sudo never asks this one (NOPASSWD)
+NARROW = "fleet-audit"  # may run fleet's remote command line as root, nothing else
+# The least-privilege example that docs/security.md gives, as shipped, for NARROW.
+EXAMPLE = (Path(__file__).parents[2] / "docs/sudoers.fleet").read_text()
 SUDOERS = Path("/etc/sudoers.d/fleet-lab")
 # lecture=always: sudo's lecture comes before its prompt on every run, as on a first sudo.
 SUDOERS_TEXT = f"""\
@@ -43,7 +46,9 @@ SUDOERS_TEXT = f"""\
 Defaults:{ASKS} lecture=always
 {ASKS} ALL=(root, nobody) ALL
 {NOPASS} ALL=(ALL) NOPASSWD: ALL
-"""
+""" + EXAMPLE.replace("Defaults:fleet ", f"Defaults:{NARROW} ").replace(
+    "\nfleet ALL=", f"\n{NARROW} ALL="
+)
 ENV_VAR = "FLEET_TEST_BECOME_PASS"
 LOOKUP = "{{ lookup('env', '" + ENV_VAR + "') }}"
 
@@ -83,6 +88,7 @@ def password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     secret = f"Fl33t-{secrets.token_hex(10)}-pw"
     _ensure_account(ASKS, secret)
     _ensure_account(NOPASS, f"unused-{secrets.token_hex(10)}")
+    _ensure_account(NARROW, f"unused-{secrets.token_hex(10)}")
     candidate = tmp_path_factory.mktemp("sudoers") / "fleet-lab"
     candidate.write_text(SUDOERS_TEXT)
     check = subprocess.run(["visudo", "-cf", str(candidate)], capture_output=True, text=True)
@@ -105,7 +111,7 @@ def sudo_lab(password: str) -> Iterator[lab.LabInfo]:
     base = Path(tempfile.mkdtemp(prefix="fleet-sudo-lab-"))
     base.chmod(0o711)
     try:
-        info = lab.up(base / "lab", hosts=3, scenario="mixed", extra_users=(ASKS, NOPASS))
+        info = lab.up(base / "lab", hosts=3, scenario="mixed", extra_users=(ASKS, NOPASS, NARROW))
         try:
             yield info
         finally:
@@ -453,3 +459,28 @@ def test_the_password_appears_in_no_output_log_journal_history_or_command_line(
         for f in files:
             assert s not in f.read_bytes(), f
         assert not any(s in c for c in seen), "on a command line"
+
+
+def test_the_least_privilege_sudoers_example_runs_fleet_and_nothing_else(
+    sudo_lab: lab.LabInfo, connect_as: Any, tmp_path: Path
+) -> None:
+    assert f"{NARROW} ALL=(root) NOPASSWD: FLEET_REMOTE" in SUDOERS_TEXT
+    inv = inventory(sudo_lab, tmp_path / "narrow.yml", ansible_user=NARROW)
+    rc, doc = audit("-i", inv)
+    assert rc in (0, 1)  # every host read as root: the trees are private to root
+    assert {h["status"] for h in doc["hosts"]} <= {"compliant", "non-compliant"}, doc["hosts"]
+    env = {"FLEET_STATE_DIR": str(tmp_path / "state")}
+    half = tree(sudo_lab, "half-fixed")
+    before = snapshot(half)
+    done = fleet("remediate", "-i", inv, "--host", "half*", "--apply", "--yes", "--cpu-window",
+                 "0", "--settle", "0", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    back = fleet("rollback", "-i", inv, "--host", "half*", env=env)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert snapshot(half) == before
+    # Anything else as root is refused, a shell included.
+    conn = connect_as(NARROW)
+    for command in ("id -un", "sh -c id", "cat /etc/shadow", "sh -s"):
+        res = conn.run(command, b"id -un\n", time.monotonic() + 30, Become(None, None))
+        assert res.rc != 0 and res.stdout == "", (command, res)
+        assert "a password is required" in res.stderr or "not allowed" in res.stderr
