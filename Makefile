@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit lint deps sshd busybox chromium sudo aptlists qemu install clean bench bench-bastion e2e-vm
+.PHONY: demo test unit lint deps sshd busybox chromium sudo aptlists qemu install clean bench bench-bastion e2e-vm audit-deps
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -130,6 +130,14 @@ qemu:
 e2e-vm: $(STAMP) sshd qemu
 	FLEET_E2E_DIR=$(E2E_DIR) $(BIN)/python -m tests.e2e.vm build
 	FLEET_E2E_DIR=$(E2E_DIR) $(BIN)/pytest -q -m e2e tests/e2e
+
+# `make audit-deps`: pip-audit of every installed dependency (pinned by pip freeze). Needs the
+# PyPI JSON API or api.osv.dev; CI machines reach only a package mirror, so CI cannot run it
+# (docs/security.md).
+audit-deps: $(STAMP)
+	$(BIN)/pip install -q pip-audit
+	$(BIN)/pip freeze --exclude-editable > $(VENV)/requirements.audit.txt
+	$(BIN)/pip-audit --no-deps --disable-pip -r $(VENV)/requirements.audit.txt
 
 clean:
 	-$(BIN)/fleet lab down --state-dir $(LAB) >/dev/null 2>&1
