@@ -123,7 +123,11 @@ def probe_host(
     result.checks = run_checks(facts, ctx.playbook, window)
     result.cpu = facts.cpu
     result.kernel = facts.kernel
-    probe_error = None if out.complete else f"probe output incomplete (rc {res.rc})"
+    probe_error = None
+    if not out.complete:
+        # rc -1: the channel closed without an exit status (a reset, a dead link).
+        lost = "connection lost mid-output: " if res.rc == -1 else ""
+        probe_error = f"{lost}probe output incomplete (rc {res.rc})"
     result.error = probe_error
     result.status = host_status(result.checks, probe_error)
     return result

@@ -516,7 +516,11 @@ def _connect_once(
         t.start_client(timeout=timeout)
         if not t.is_active() or t.host_key is None:
             # start_client returns silently when its own timeout fires first.
-            raise TimeoutError("SSH handshake timed out (no banner or key exchange)")
+            if getattr(t, "remote_version", ""):
+                raise TimeoutError(
+                    f"SSH key exchange stalled after the server's banner ({t.remote_version})"
+                )
+            raise TimeoutError("SSH handshake timed out (no banner)")
         # The contract: no authentication attempt before the host key is accepted.
         known.verify(name, t.get_remote_server_key(), opts.accept_new_host_keys)
         _authenticate(t, endpoint, keys, until)

@@ -6,6 +6,7 @@ raises inside fleet. docs/reliability.md lists the matrix these tests hold.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -17,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from fleet import cli, lab
 from fleet.lab import bastion
 from fleet.lab import lab as lab_sshd
 from fleet.ssh import OUTPUT_LIMIT
 from tests.integration.conftest import audit_json, run_fleet, statuses
-from tests.tcpserver import tcp_server
+from tests.tcpserver import faulty_link, tcp_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -214,3 +216,45 @@ def test_huge_output_is_cut_at_the_limit_and_much_stderr_does_not_stall_stdout(
     assert rc == 4
     # Three hosts' 100 MB each never sit in the client's memory at once.
     assert max(peak_kib, before) < 400 * 1024, peak_kib
+
+
+# fault -> (status, words of the one-line reason). The link is a loopback proxy in front of the
+# lab's real sshd that damages what the server sends (tests/tcpserver.py, faulty_link).
+LINK_FAULTS = {
+    "banner-stall": ("unreachable", "SSH key exchange stalled after the server's banner"),
+    "kex-stall": ("unreachable", "SSH key exchange stalled after the server's banner"),
+    "trickle": ("unreachable", "SSH handshake timed out (no banner)"),
+    "stall-after": ("error", "remote command did not finish before the deadline"),
+    "reset-after": ("error", "connection lost mid-output: probe output incomplete"),
+}
+
+
+def test_each_broken_link_is_its_own_honest_reason_and_the_others_finish(tmp_path: Path) -> None:
+    info = lab.up(tmp_path / "lab", hosts=2, scenario="clean")
+    try:
+        doc = yaml.safe_load(info.inventory.read_text())
+        group = next(iter(doc["all"]["children"].values()))
+        base = dict(next(iter(group["hosts"].values())))
+        key = info.known_hosts.read_text().splitlines()[0].split(" ", 1)[1]
+        with contextlib.ExitStack() as links:
+            for fault in LINK_FAULTS:
+                # "-after" faults: a working session (auth done, the probe sampling its CPU
+                # window) whose link then stalls or is reset.
+                port = links.enter_context(faulty_link(info.port, fault, after_s=1.0))
+                group["hosts"][fault] = {**base, "ansible_port": port}
+                with open(info.known_hosts, "a") as f:
+                    f.write(f"[127.0.0.1]:{port} {key}\n")
+            inv = tmp_path / "inv.yml"
+            inv.write_text(yaml.safe_dump(doc))
+            rc, out = audit_json(
+                "-i", inv, "--cpu-window", "3", "--connect-timeout", "3", "--timeout", "8"
+            )
+    finally:
+        lab.down(info.state_dir)
+    hosts = {h["name"]: h for h in out["hosts"]}
+    for fault, (status, words) in LINK_FAULTS.items():
+        assert hosts[fault]["status"] == status, hosts[fault]
+        assert words in hosts[fault]["error"], hosts[fault]
+        assert "\n" not in hosts[fault]["error"]
+    assert [hosts[h]["status"] for h in info.hosts] == ["compliant", "compliant"]
+    assert rc == 4
