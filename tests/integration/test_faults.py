@@ -258,3 +258,66 @@ def test_each_broken_link_is_its_own_honest_reason_and_the_others_finish(tmp_pat
         assert "\n" not in hosts[fault]["error"]
     assert [hosts[h]["status"] for h in info.hosts] == ["compliant", "compliant"]
     assert rc == 4
+
+
+def test_two_hundred_hosts_with_one_in_ten_faulty_all_healthy_ones_complete(
+    tmp_path: Path,
+) -> None:
+    """180 healthy lab hosts and 20 broken in five ways, in one run: every healthy host gets
+    its real result, every broken one its own reason. (How long the faults cost: `make bench`
+    is where time is measured, docs/reliability.md.)"""
+    info = lab.up(tmp_path / "lab", hosts=200, scenario="clean")
+    wrong_key = tmp_path / "wrong_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)], check=True
+    )
+    try:
+        doc = yaml.safe_load(info.inventory.read_text())
+        group = next(iter(doc["all"]["children"].values()))
+        names = list(group["hosts"])
+        key = info.known_hosts.read_text().splitlines()[0].split(" ", 1)[1]
+        expected: dict[str, tuple[str, str]] = {}
+        with contextlib.ExitStack() as stack:
+            silent = stack.enter_context(tcp_server(lambda _c, stop: stop.wait(30)))
+            stall = stack.enter_context(faulty_link(info.port, "banner-stall"))
+            with open(info.known_hosts, "a") as f:
+                f.write(f"[127.0.0.1]:{stall} {key}\n")
+            for i, name in enumerate(names[::10]):
+                vars_ = group["hosts"][name]
+                kind = ("refused", "silent", "stall", "auth", "garbage")[i % 5]
+                if kind == "refused":
+                    vars_["ansible_port"] = lab_sshd._free_port()
+                    expected[name] = ("unreachable", "refused")
+                elif kind == "silent":
+                    vars_["ansible_port"] = silent
+                    expected[name] = ("unreachable", "timed out")
+                elif kind == "stall":
+                    vars_["ansible_port"] = stall
+                    expected[name] = ("unreachable", "stalled after the server's banner")
+                elif kind == "auth":
+                    vars_["ansible_ssh_private_key_file"] = str(wrong_key)
+                    expected[name] = ("unreachable", "authentication")
+                else:
+                    _garble((info.state_dir / "hosts" / name).resolve())
+                    # A garbage netdata.conf reads (as netdata reads it) as the defaults: the
+                    # plugin on, a real fail; the unparseable files are errors. Never a pass.
+                    expected[name] = ("non-compliant|error", "")
+            inv = tmp_path / "inv.yml"
+            inv.write_text(yaml.safe_dump(doc))
+            rc, out = audit_json(
+                "-i", inv, "--cpu-window", "0", "--connect-timeout", "3", "--timeout", "10",
+                "--forks", "50",
+            )  # fmt: skip
+    finally:
+        lab.down(info.state_dir)
+    hosts = {h["name"]: h for h in out["hosts"]}
+    assert len(hosts) == 200 and len(expected) == 20
+    for name, (status, words) in expected.items():
+        got = hosts[name]
+        assert got["status"] in status.split("|"), [(c["id"], c["status"]) for c in got["checks"]]
+        if not words:
+            assert any(c["status"] == "error" for c in got["checks"]), got
+        assert words in (got["error"] or ""), got
+    healthy = [h for n, h in hosts.items() if n not in expected]
+    assert len(healthy) == 180 and all(h["status"] == "compliant" for h in healthy)
+    assert rc == 5  # non-compliant (the garbage hosts' netdata) | error/unreachable

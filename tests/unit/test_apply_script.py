@@ -166,3 +166,27 @@ def test_restore_undoes_a_file_op_and_leaves_no_backup_behind(tmp_path: Path, sh
     assert out.ok and f.read_text() == "[plugins]\n"
     assert sorted(p.name for p in f.parent.iterdir()) == before
     assert f.stat().st_mode & 0o777 == 0o640  # owner and mode kept
+
+
+CAPTURED = Path(__file__).resolve().parents[1] / "fixtures" / "captured-qemu"
+
+
+@pytest.mark.parametrize(
+    "case, errno",
+    [
+        ("ebusy_truncate.bash", "EBUSY"),
+        ("ebusy_truncate.busybox_sh", "EBUSY"),
+        ("ebusy_truncate.dash", "EBUSY"),
+        ("ebusy_delete_one.bash", "EBUSY"),
+        ("ebusy_delete_one.busybox_sh", "EBUSY"),
+        # dash's builtin echo/printf words every failed write "I/O error": the kernel's EBUSY
+        # cannot be told from what dash prints (docs/reliability.md).
+        ("ebusy_delete_one.dash", "EIO"),
+    ],
+)
+def test_a_real_kernels_ebusy_as_each_shell_words_it(case: str, errno: str) -> None:
+    # Captured on a Debian 6.1 kernel under QEMU (tests/fixtures/captured-qemu/SOURCES.md).
+    stderr = (CAPTURED / f"{case}.stderr.txt").read_text().strip()
+    out = parse_apply_output(f"N begin 1\nN op 1 fail {stderr}\nN done\n", "N")
+    assert out.results[0].errno == errno
+    assert not out.ok
