@@ -565,3 +565,22 @@ def test_a_full_journal_disk_writes_nothing_to_the_host_and_says_so(
     assert host["status"] == "error" and host["failed"] is True
     assert "journal write failed: No space left on device" in host["error"]
     assert snapshot(tree) == before  # no step was written without its journal record
+
+
+@pytest.mark.faults
+def test_an_unwritable_journal_directory_is_exit_2_before_any_remote_write(
+    fleet_lab: lab.LabInfo,
+) -> None:
+    tree = root(fleet_lab, "incident")
+    before = snapshot(tree)
+    journal = Path(os.environ["FLEET_STATE_DIR"]) / "journal"
+    journal.mkdir(parents=True, mode=0o700)
+    with immutable(journal):  # creating a file in it fails (EPERM), root included
+        proc = run_fleet(
+            "remediate", "-i", fleet_lab.inventory, "--host", "incident*", "--apply", "--yes",
+            "--cpu-window", "0", "--settle", "0",
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and str(journal) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(tree) == before  # not even the lock was taken
