@@ -594,6 +594,14 @@ def _quiet_libraries(debug: bool) -> None:
         log.propagate = False
 
 
+def usage_line(exc: UsageError) -> str:
+    """The one line a usage error gets: a pattern or a file's bytes quoted in it cannot break
+    it into several or drive the terminal."""
+    from fleet.render.table import one_line
+
+    return f"fleet: error: {one_line(str(exc))}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -612,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
             args.become_password = _ask_become_pass()
         return handlers[args.command](args)
     except UsageError as exc:
-        print(f"fleet: error: {exc}", file=sys.stderr)
+        print(usage_line(exc), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug in fleet: say so in one line, keep the code distinct
         if debug:

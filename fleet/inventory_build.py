@@ -251,6 +251,9 @@ class _Builder:
                     found,
                     f"host '{name}': {key} must be an absolute path, got {found.value!r}",
                 )
+            if "\n" in found.value:
+                # The probe's output names files line by line: such a path cannot be framed.
+                fail_at(found, f"host '{name}': {key} must not contain a newline")
             root = found.value
 
         cpus: frozenset[int] | None = None

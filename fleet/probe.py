@@ -162,6 +162,9 @@ def _parse_stderr(stderr: str, nonce: str) -> tuple[dict[str, tuple[str, str]], 
 
 def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> ProbeOutput:
     """Parse a probe run. Raises ProbeFormatError when the framing is missing or broken."""
+    # The output was decoded with "replace": a root holding bytes that are not UTF-8 must be
+    # seen the same way, or no path would be recognised as under it (every file "absent").
+    root = root.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     out = ProbeOutput(root=root)
     marker = nonce + " "
     lines = stdout.split("\n")

@@ -36,21 +36,29 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map
 
 
 def load_yaml(path: Path, error: type[Exception]) -> Any:
-    """Parse `path`; any problem becomes `error("path:line: what")`."""
+    """Parse `path`; any problem becomes `error("path:line: what")`, on one line."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None
     except OSError as exc:
         raise error(f"{path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
     try:
         return yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         raise error(f"{path}:{line}: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ...)
+        line = text[: exc.position].count("\n") + 1
+        raise error(f"{path}:{line}: {exc.reason} (character {exc.character!r})") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: {exc}") from None
+        raise error(f"{path}: {' '.join(str(exc).split())}") from None
 
 
 def line_of(obj: Any) -> int:

@@ -44,13 +44,14 @@ def terminal_safe(text: str) -> str:
     )
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """Remote or user text on one terminal line: control characters and newlines escaped."""
     return terminal_safe(text).replace("\n", "\\n")
 
 
 def _detail(h: HostResult) -> str:
     """Failing check ids first (what to fix), then errors; warnings only as a count (-v)."""
-    return _one_line(_detail_text(h))
+    return one_line(_detail_text(h))
 
 
 def _detail_text(h: HostResult) -> str:
@@ -149,7 +150,7 @@ def _evidence_lines(evidence: dict[str, Any], indent: str) -> list[str]:
 
 def _short(value: Any) -> str:
     if isinstance(value, str):
-        return _one_line(value)
+        return one_line(value)
     text = json.dumps(value, separators=(",", ":"))  # escapes controls itself
     return text if len(text) <= 160 else text[:157] + "..."
 
@@ -159,16 +160,16 @@ def render_verbose(hosts: list[HostResult], color: bool = False) -> str:
     out = []
     for h in hosts:
         where = f"{h.address}:{h.port}"
-        kernel = f", kernel {_one_line(h.kernel)}" if h.kernel else ""
+        kernel = f", kernel {one_line(h.kernel)}" if h.kernel else ""
         out.append(
             f"{h.name}  {_paint(h.status, h.status, color)}  ({where}{kernel}, {h.duration_s:.2f}s)"
         )
         if h.error:
-            out.append(f"  error: {_one_line(h.error)}")
+            out.append(f"  error: {one_line(h.error)}")
         for f in h.checks:
             out.append(
                 f"  {_paint(f.status.upper(), f.status, color):4}  {f.id}  [{f.severity}]  "
-                f"{_one_line(f.summary)}"
+                f"{one_line(f.summary)}"
             )
             if f.status in ("fail", "warn", "error"):
                 out.extend(_evidence_lines(f.evidence, "        "))

@@ -8,14 +8,19 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fleet import lab
+from fleet.lab.trees import make_host_tree
 from tests.helpers import run_probe, write
-from tests.integration.conftest import audit_json, statuses
+from tests.integration.conftest import audit_json, run_fleet, statuses
 from tests.integration.test_remediate import apply, fleet_lab, rollback, root, snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -169,3 +174,49 @@ def test_a_set_event_linking_out_of_fleet_root_is_neither_copied_nor_truncated(
     assert outside.read_text() == "root:$6$not-for-evidence:19000::::::\n"
     assert "not-for-evidence" not in json.dumps(done)
     assert rc != 0
+
+
+_HOSTILE_NAME = st.lists(
+    st.sampled_from(
+        ["'", '"', ";", "$(touch PWNED)", "`touch PWNED`", "\n", "\t", " ", "\\", "*", "?",
+         "-", "--", "!", "&", "|", ">", "<", "é", "\udcff", "x"]
+    ),
+    min_size=1,
+    max_size=6,
+).map("".join)  # fmt: skip
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(name=_HOSTILE_NAME)
+def test_a_hostile_fleet_root_reaches_the_host_literally(
+    fleet_lab: lab.LabInfo, tmp_path: Path, name: str
+) -> None:
+    # Through the real sshd: the root travels on stdin as one single-quoted word and is only
+    # ever expanded in double quotes, so the tree is read as named and nothing runs.
+    base = Path(tempfile.mkdtemp(dir=tmp_path))
+    tree = base / name.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+    make_host_tree(tree, "incident", 1)
+    inv = tmp_path / "hostile.yml"
+    doc = yaml.safe_load(fleet_lab.inventory.read_text())
+    group = next(iter(doc["all"]["children"].values()))
+    host = dict(next(iter(group["hosts"].values())))
+    host["fleet_root"] = str(tree)
+    inv.write_text(yaml.safe_dump({"all": {"vars": doc["all"]["vars"], "hosts": {"h": host}}}))
+    if "\n" in name:
+        # Output names files line by line: such a root is refused up front, naming the line.
+        proc = run_fleet("audit", "-i", inv, "--cpu-window", "0")
+        assert proc.returncode == 2 and "must not contain a newline" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        return
+    rc, out = audit_json("-i", inv, "--cpu-window", "0")
+    h = out["hosts"][0]
+    assert h["status"] == "non-compliant", h["error"]  # the incident tree, read where it is
+    assert statuses(h)["tracing.set_event"] == "fail"
+    assert rc == 1
+    assert not list(base.rglob("PWNED")) and not Path("PWNED").exists()
+    assert not list(Path(fleet_lab.state_dir).rglob("PWNED"))
