@@ -5,16 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 
 from fleet.fixes import Op
 from fleet.probe import ERRNO_BY_MESSAGE
-from fleet.remote_shell import script_stdin
+from fleet.remote_shell import remote_script, script_stdin
 
 
 @cache
 def apply_script() -> str:
-    return resources.files("fleet").joinpath("apply.sh").read_text()
+    return remote_script("apply.sh")
 
 
 def apply_stdin(nonce: str, root: str, tag: str, ops: list[Op]) -> bytes:

@@ -35,20 +35,6 @@ content() {
 why() { printf '%s' "$1" | tr '\n' ' '; }
 sorted() { printf '%s' "$1" | grep -v '^$' | sort; }
 
-# With ROOT set, a path must stay inside it once symlinks are followed (as in probe.sh).
-RP=
-if [ -n "$R" ]; then RP=$(cd -P -- "$R" 2>/dev/null && pwd -P); fi
-inside() {
-  [ -n "$R" ] || return 0
-  cd -P -- "${1%/*}" 2>/dev/null || return 0
-  q=$PWD/${1##*/}; cd /
-  case $q/ in "$RP"/*) ;; *) return 1 ;; esac
-  [ -h "$q" ] || return 0
-  q=$(readlink -f -- "$q") || return 0
-  case $q/ in "$RP"/*) return 0 ;; esac
-  return 1
-}
-
 s begin 1
 # Pass 1: every precondition, nothing written. Each op is rotated to the end of the
 # arguments, so after one round they are back in their order.

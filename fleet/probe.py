@@ -5,9 +5,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 
-from fleet.remote_shell import script_stdin
+from fleet.remote_shell import remote_script, script_stdin
 
 # strerror texts (LC_ALL=C, glibc and musl/busybox) -> errno names the checks reason about.
 ERRNO_BY_MESSAGE: dict[str, str] = {
@@ -87,7 +86,7 @@ class ProbeOutput:
 
 @cache
 def probe_script() -> str:
-    return resources.files("fleet").joinpath("probe.sh").read_text()
+    return remote_script("probe.sh")
 
 
 def new_nonce() -> str:

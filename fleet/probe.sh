@@ -18,21 +18,6 @@ if [ "$W" -gt 0 ]; then s stat1; cat "$R/proc/stat"; fi
 
 nl='
 '
-# With ROOT set, a path must stay inside it once symlinks are followed: a set_event linking
-# to a file elsewhere on the host is not read into the evidence (apply.sh never writes it).
-RP=
-if [ -n "$R" ]; then RP=$(cd -P -- "$R" 2>/dev/null && pwd -P); fi
-inside() {
-  [ -n "$R" ] || return 0
-  # cd -P resolves the directory's links without a fork; a missing one reads as ENOENT.
-  cd -P -- "${1%/*}" 2>/dev/null || return 0
-  q=$PWD/${1##*/}; cd /
-  case $q/ in "$RP"/*) ;; *) return 1 ;; esac
-  [ -h "$q" ] || return 0
-  q=$(readlink -f -- "$q") || return 0
-  case $q/ in "$RP"/*) return 0 ;; esac
-  return 1
-}
 # g FILE...: every file read by ONE grep, but those that leave ROOT, which get an error line
 # in grep's own format instead.
 g() {

@@ -15,12 +15,21 @@ import math
 import shlex
 import time
 from collections.abc import Sequence
+from functools import cache
+from importlib import resources
 
 # Seconds between the host's TERM and its KILL (timeout -k).
 KILL_AFTER = 5
 # The host's own limit trips this long after the client's: the client reports its deadline
 # first (with its own words), the host then cleans up whatever still runs.
 SLACK = 2
+
+
+@cache
+def remote_script(name: str) -> str:
+    """A script of the package as the host runs it: the shared `inside` helper, then it."""
+    files = resources.files("fleet")
+    return files.joinpath("inside_root.sh").read_text() + files.joinpath(name).read_text()
 
 
 def script_stdin(script: str, args: Sequence[str]) -> bytes:
