@@ -158,11 +158,11 @@ def test_restore_undoes_a_file_op_and_leaves_no_backup_behind(tmp_path: Path, sh
     f = put(tmp_path, "/etc/netdata/netdata.conf", "[plugins]\n")
     f.chmod(0o640)
     before = sorted(p.name for p in f.parent.iterdir())
-    assert run(tmp_path, [Op("file", "/etc/netdata/netdata.conf", "[plugins]\n", "new\n")],
-               shell).ok
+    assert run(
+        tmp_path, [Op("file", "/etc/netdata/netdata.conf", "[plugins]\n", "new\n")], shell
+    ).ok
     assert (f.parent / "netdata.conf.fleet-run1.bak").read_text() == "[plugins]\n"
-    out = run(tmp_path, [Op("restore", "/etc/netdata/netdata.conf", "new\n", "[plugins]\n")],
-              shell)
+    out = run(tmp_path, [Op("restore", "/etc/netdata/netdata.conf", "new\n", "[plugins]\n")], shell)
     assert out.ok and f.read_text() == "[plugins]\n"
     assert sorted(p.name for p in f.parent.iterdir()) == before
     assert f.stat().st_mode & 0o777 == 0o640  # owner and mode kept
@@ -190,3 +190,15 @@ def test_a_real_kernels_ebusy_as_each_shell_words_it(case: str, errno: str) -> N
     out = parse_apply_output(f"N begin 1\nN op 1 fail {stderr}\nN done\n", "N")
     assert out.results[0].errno == errno
     assert not out.ok
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        "N begin 1\nN op 1 ok\nN begin 1\nN op 1 ok\nN done\n",
+        "N begin 1\nN op 1 ok\nN done\nN op 2 ok\n",
+    ],
+)
+def test_apply_output_with_a_second_begin_or_more_after_done_is_not_trusted(stdout: str) -> None:
+    out = parse_apply_output(stdout, "N")
+    assert not out.ok and out.problem

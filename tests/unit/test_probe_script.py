@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleet.facts import host_facts
-from fleet.probe import new_nonce, parse_probe_output, probe_stdin
+from fleet.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_stdin
 from tests.helpers import run_probe, unreadable, write
 
 SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]
@@ -202,8 +202,26 @@ def test_probe_runs_on_busybox_applets_alone(tree: Path, tmp_path: Path) -> None
 
 
 def test_command_cut_short_before_its_rc_frame_reads_as_rc_255() -> None:
-    stdout = "N begin 1\nN cmd bpftool_prog /usr/sbin/bpftool\n[{\"id\": 1"
+    stdout = 'N begin 1\nN cmd bpftool_prog /usr/sbin/bpftool\n[{"id": 1'
     out = parse_probe_output(stdout, "", "N", "/")
     run = out.commands["bpftool_prog"]
     assert (run.rc, run.stdout) == (255, '[{"id": 1')
+    assert not out.complete
+
+
+@pytest.mark.parametrize(
+    "stdout, why",
+    [
+        ("N begin 1\nN env uid 0\nN begin 1\nN done\n", "second begin"),
+        ("N begin 1\nN env uid 0\nN done\nN env uid 1000\n", "after the probe's done"),
+        ("N begin 1\nN done\n[]\n", "after the probe's done"),
+    ],
+)
+def test_a_second_begin_or_anything_after_done_is_refused(stdout: str, why: str) -> None:
+    with pytest.raises(ProbeFormatError, match=why):
+        parse_probe_output(stdout, "", "N", "/")
+
+
+def test_a_probe_that_ends_without_its_done_is_incomplete() -> None:
+    out = parse_probe_output("N begin 1\nN env uid 0\n", "", "N", "/")
     assert not out.complete
