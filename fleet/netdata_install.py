@@ -227,9 +227,10 @@ def ebpf_verdicts(
         if text is None:
             out.append(Verdict(reader, (path,), None, f"{path} unreadable"))
             continue
-        conf = load_netdata_config(text)
+        # As one -c layer: each setting then names its file ("... (PATH line N)").
+        conf = merged_config((Layer("file", path),), {path: text})
         on, how, _ = _decide(conf, ebpf_plugins(plugins, install_of(path)))
-        out.append(Verdict(reader, (path,), on, f"{path}: {how}", path if on else None))
+        out.append(Verdict(reader, (path,), on, how, path if on else None))
     return out
 
 

@@ -88,7 +88,8 @@ def test_audit_finds_every_planted_object_with_the_kernels_own_words(guest: Gues
 
     nd = c["netdata.ebpf"]
     assert nd["status"] == "fail"
-    assert re.fullmatch(r"\[plugins\] ebpf = yes \(line \d+\)", nd["evidence"]["setting"])
+    setting = r"\[plugins\] ebpf = yes \(/etc/netdata/netdata.conf line \d+\)"
+    assert re.fullmatch(setting, nd["evidence"]["setting"])
     assert nd["evidence"]["ebpf_plugin_pids"] == [plugin_pid]
     assert c["netdata.version"]["status"] == "pass"
     assert c["netdata.version"]["evidence"]["version"] == version == "netdata v1.37.1"

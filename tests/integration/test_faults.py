@@ -187,35 +187,46 @@ def test_the_connect_timeout_bounds_auth_however_many_keys_there_are(
 def test_huge_output_is_cut_at_the_limit_and_much_stderr_does_not_stall_stdout(
     tmp_path: Path,
 ) -> None:
-    info = lab.up(tmp_path / "lab", hosts=4, scenario="clean")
+    info = lab.up(tmp_path / "lab", hosts=21, scenario="clean")
+    big, noisy_host = info.hosts[:20], info.hosts[20]
     try:
         hosts = info.state_dir / "hosts"
-        # Three hosts with a 100 MB set_event: each stops at the limit, memory stays bounded.
+        # Twenty hosts, all at once (--forks 20), each with a set_event far over the limit
+        # (one 48 MB file, hard-linked into every tree): each stops at the limit, and the
+        # client's memory stays bounded by forks x limit, not by what the hosts hold.
         line = b"sched:sched_switch\n"
-        for name in info.hosts[:3]:
-            with open(hosts / name / "sys/kernel/tracing/set_event", "wb") as f:
-                f.write(line * (100 * 2**20 // len(line)))
+        blob = tmp_path / "set_event.big"
+        blob.write_bytes(line * (48 * 2**20 // len(line)))
+        for name in big:
+            target = (hosts / name / "sys/kernel/tracing/set_event").resolve()
+            target.unlink()
+            try:
+                os.link(blob, target)
+            except OSError:  # trees on another filesystem (tmpfs): a copy each
+                target.write_bytes(blob.read_bytes())
         # One whose bpftool warns 8 MB on stderr before its JSON: read together, no stall.
-        noisy = hosts / info.hosts[3] / "usr/sbin/bpftool"
+        noisy = hosts / noisy_host / "usr/sbin/bpftool"
         noisy.write_text(
             "#!/bin/sh\nhead -c 8388608 /dev/zero | tr '\\\\0' w >&2\necho '[]'\n"
         )
         noisy.chmod(0o755)
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        rc, doc = audit_json("-i", info.inventory, "--cpu-window", "0", "--timeout", "60")
+        rc, doc = audit_json(
+            "-i", info.inventory, "--cpu-window", "0", "--timeout", "120", "--forks", "21"
+        )
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     finally:
         lab.down(info.state_dir)
     by = {h["name"]: h for h in doc["hosts"]}
-    for name in info.hosts[:3]:
+    for name in big:
         assert by[name]["status"] == "error", by[name]
         assert by[name]["error"] == f"output over {OUTPUT_LIMIT // 2**20} MiB: stopped"
-    quiet = by[info.hosts[3]]
+    quiet = by[noisy_host]
     assert quiet["status"] == "compliant", quiet
     assert statuses(quiet)["bpf.tracing_programs"] == "pass"
     assert rc == 4
-    # Three hosts' 100 MB each never sit in the client's memory at once.
-    assert max(peak_kib, before) < 400 * 1024, peak_kib
+    # 20 x 48 MB never sit in the client's memory: at most 20 x 16 MiB in flight.
+    assert max(peak_kib, before) < 500 * 1024, peak_kib
 
 
 # fault -> (status, words of the one-line reason). The link is a loopback proxy in front of the
