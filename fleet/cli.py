@@ -106,7 +106,8 @@ def _add_target_options(p: argparse.ArgumentParser, target: str = "--limit") -> 
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
-        help="per-host deadline for everything (default connect timeout + window + 60)",
+        help="audit: per-host deadline for everything (default connect timeout + window + "
+        "60); remediate/rollback: the bound of each remote command (default 60) plus its waits",
     )
     p.add_argument(
         "--known-hosts",

@@ -344,11 +344,8 @@ def _run_step(s: _Session, step: Step, seq: int) -> StepResult:
         errno = f" ({problem.errno})" if problem.errno else ""
         error = f"{where}{problem.detail}{errno}"
     elif not out.complete:
-        error = (
-            f"remote apply output unusable: {out.problem}"
-            if out.problem
-            else ("remote apply was cut short")
-        )
+        cut = f"output unusable: {out.problem}" if out.problem else "was cut short"
+        error = f"remote apply {cut}"
     _journal(
         ctx,
         {
