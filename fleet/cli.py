@@ -428,22 +428,24 @@ def cmd_remediate(args: argparse.Namespace) -> int:
 def _stop_on_signals(ctx: Any, stopped: list[int]) -> Iterator[None]:
     """SIGINT/SIGTERM while a remediation writes: no new step and no new host; the hosts in
     hand undo what they applied (or finish, when every step is in), release their locks, and
-    the run ends with its run id printed. A second signal abandons at once (locks left: they
-    expire after --lock-ttl; `fleet rollback` completes the run from its journal)."""
+    the run ends with its run id printed. A second signal abandons at once (its locks are
+    taken over by the next run from this controller, whose pid check finds the owner gone, or
+    after --lock-ttl elsewhere; `fleet rollback` completes the run from its journal)."""
+
+    def say(text: str) -> None:
+        os.write(2, text.encode())  # not print(): the main thread may be inside one
 
     def handler(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
         if stopped:
-            print(f"\nfleet: {name} again: abandoning run {ctx.run_id} now", file=sys.stderr)
-            sys.stderr.flush()
+            say(f"\nfleet: {name} again: abandoning run {ctx.run_id} now\n")
             os._exit(128 + signum)
         stopped.append(signum)
         ctx.stop_why = f"interrupted ({name})"
         ctx.stop.set()
-        print(
+        say(
             f"\nfleet: {name}: stopping run {ctx.run_id}: hosts in hand undo what they "
-            "applied and release their locks (again to abandon at once)",
-            file=sys.stderr,
+            "applied and release their locks (again to abandon at once)\n"
         )
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
