@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import paramiko
@@ -21,10 +20,10 @@ from fleet.become import (
 from fleet.checks import run_checks
 from fleet.endpoint import Endpoint
 from fleet.errors import UsageError
-from fleet.facts import host_facts
-from fleet.findings import ERROR, UNREACHABLE, HostResult, host_status
+from fleet.facts import HostFacts, host_facts
 from fleet.hostkeys import KnownHosts
 from fleet.inventory import Host
+from fleet.model import ERROR, UNREACHABLE, AuditRun, HostResult, host_status, utc_now
 from fleet.playbook import Playbook
 from fleet.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_stdin
 from fleet.remote_shell import shell_command
@@ -93,33 +92,34 @@ class AuditContext:
 
 def probe_host(
     conn: Connection, host: Host, ctx: AuditContext, deadline: float, window: int | None = None
-) -> HostResult:
-    """Run the probe over an open connection (one exec) and judge the output.
+) -> tuple[HostResult, HostFacts | None]:
+    """Run the probe over an open connection (one exec) and judge the output: the result,
+    and the facts it was judged from (None when the output could not be read; a remediation
+    plans from them).
 
     `window` overrides the context's CPU window (a remediation re-reads state with 0)."""
     window = ctx.cpu_window if window is None else window
     nonce = new_nonce()
     stdin = probe_stdin(nonce, host.fleet_root, window, ctx.playbook.extra_files)
-    result = HostResult(host.name, conn.endpoint.address, conn.endpoint.port, "error", None, 0.0)
+    result = HostResult(host.name, conn.endpoint.address, conn.endpoint.port, ERROR, None, 0.0)
     become = Become.of(host)
     try:
         with ctx.slots:  # sudo's password is answered in start(), within the fork slot
             ex = conn.start(shell_command(deadline), stdin, deadline, become)
     except BecomeError as exc:
         result.error = str(exc)
-        return result
+        return result, None
     res = conn.collect(ex, deadline)  # the CPU window passes here, holding no fork
     if become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
         result.error = NEEDS_PASSWORD
-        return result
+        return result, None
     try:
         out = parse_probe_output(res.stdout, res.stderr, nonce, host.fleet_root)
     except ProbeFormatError as exc:
         tail = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else []
         result.error = f"{exc} (rc {res.rc}{': ' + tail[0] if tail else ''})"
-        return result
+        return result, None
     facts = host_facts(out, host.cpus)
-    result.facts = facts
     result.checks = run_checks(facts, ctx.playbook, window)
     result.cpu = facts.cpu
     result.kernel = facts.kernel
@@ -130,7 +130,7 @@ def probe_host(
         probe_error = f"{lost}probe output incomplete (rc {res.rc})"
     result.error = probe_error
     result.status = host_status(result.checks, probe_error)
-    return result
+    return result, facts
 
 
 def audit_host(host: Host, ctx: AuditContext) -> HostResult:
@@ -146,17 +146,17 @@ def audit_host(host: Host, ctx: AuditContext) -> HostResult:
         address, port = (where.address, where.port) if where else (host.address, host.port)
         return HostResult(host.name, address, port, UNREACHABLE, str(exc), time.monotonic() - start)
     try:
-        result = probe_host(conn, host, ctx, deadline)
+        result, _facts = probe_host(conn, host, ctx, deadline)
     except (CommandTimeout, OutputTooLarge) as exc:
         result = HostResult(
-            host.name, conn.endpoint.address, conn.endpoint.port, "error", str(exc), 0.0
+            host.name, conn.endpoint.address, conn.endpoint.port, ERROR, str(exc), 0.0
         )
     except (paramiko.SSHException, OSError, EOFError) as exc:
         result = HostResult(
             host.name,
             conn.endpoint.address,
             conn.endpoint.port,
-            "error",
+            ERROR,
             f"connection lost: {exc or type(exc).__name__}",
             0.0,
         )
@@ -164,13 +164,6 @@ def audit_host(host: Host, ctx: AuditContext) -> HostResult:
         conn.close()
     result.duration_s = time.monotonic() - start
     return result
-
-
-@dataclass
-class AuditRun:
-    started_at: str
-    finished_at: str
-    hosts: list[HostResult]
 
 
 def prepare(
@@ -213,10 +206,6 @@ def prepare(
     if known_hosts and not known_hosts.exists() and not accept_new_host_keys:
         raise UsageError(f"{known_hosts}: no such known_hosts file")
     return hosts, ctx, playbook_path
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def host_failed(host: Host, exc: Exception) -> HostResult:

@@ -6,14 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fleet.audit import AuditRun
-from fleet.cpu import CpuFigures, CpuShare
-from fleet.drift import parse_time
 from fleet.errors import UsageError
-from fleet.findings import COMPLIANT, ERROR, NON_COMPLIANT, UNREACHABLE, Finding, HostResult
+from fleet.model import (
+    CHECK_STATUSES,
+    HOST_STATUSES,
+    AuditRun,
+    CpuFigures,
+    CpuShare,
+    Finding,
+    HostResult,
+    parse_time,
+)
 
-HOST_STATUSES = (COMPLIANT, NON_COMPLIANT, ERROR, UNREACHABLE)
-CHECK_STATUSES = ("pass", "fail", "warn", "skip", "error")
 COMMANDS = ("audit", "report")
 
 

@@ -17,7 +17,7 @@ from fleet.facts import (
     parse_netdata_version,
     parse_set_event,
 )
-from fleet.findings import Finding
+from fleet.model import ERROR, FAIL, PASS, SKIP, WARN, Finding
 from fleet.netdataconf import load_netdata_config, netdata_true
 from fleet.playbook import CheckSpec, Playbook
 from fleet.probe import FileRead
@@ -37,7 +37,7 @@ def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
 def _finding(
     spec: CheckSpec, status: str, summary: str, evidence: dict[str, Any] | None = None
 ) -> Finding:
-    fix = spec.remediation.strip() if spec.remediation and status in ("fail", "warn") else None
+    fix = spec.remediation.strip() if spec.remediation and status in (FAIL, WARN) else None
     return Finding(spec.id, status, spec.severity, summary, evidence or {}, fix)
 
 
@@ -59,7 +59,7 @@ def _instance_label(instance: str) -> str:
 @check("tracing.set_event")
 def check_set_event(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
     if not facts.tracefs:
-        return _finding(spec, "skip", "tracefs is not mounted (no /sys/kernel/tracing, no debugfs)")
+        return _finding(spec, SKIP, "tracefs is not mounted (no /sys/kernel/tracing, no debugfs)")
     allow = [str(a) for a in spec.params.get("allow", [])]
     # Only the exact names of defined dynamic events are left to tracing.probe_events: a
     # `p:sched/mine` definition must not hide sched:sched_switch.
@@ -96,22 +96,22 @@ def check_set_event(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> F
         first = next(iter(enabled.values()))[:3]
         return _finding(
             spec,
-            "fail",
+            FAIL,
             f"{total} tracepoint event(s) enabled ({where}), e.g. {', '.join(first)}",
             evidence,
         )
     if errors:
-        return _finding(spec, "error", f"set_event unreadable: {errors[0]}", evidence)
-    return _finding(spec, "pass", "no tracepoint events enabled", evidence)
+        return _finding(spec, ERROR, f"set_event unreadable: {errors[0]}", evidence)
+    return _finding(spec, PASS, "no tracepoint events enabled", evidence)
 
 
 @check("tracing.probe_events")
 def check_probe_events(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
     if not facts.tracefs:
-        return _finding(spec, "skip", "tracefs is not mounted")
+        return _finding(spec, SKIP, "tracefs is not mounted")
     reads = facts.probe_defs
     if reads and all(r.absent for r in reads.values()):
-        return _finding(spec, "skip", "no kprobe/uprobe/dynamic_events files (not built in)")
+        return _finding(spec, SKIP, "no kprobe/uprobe/dynamic_events files (not built in)")
     errors = [_unreadable(r, facts) for r in reads.values() if not r.ok and not r.absent]
     events = []
     enabled_names = []
@@ -141,23 +141,23 @@ def check_probe_events(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
     if enabled_names:
         return _finding(
             spec,
-            "fail",
+            FAIL,
             f"{len(enabled_names)} probe event(s) enabled: {', '.join(enabled_names[:5])}",
             evidence,
         )
     if errors and not events:
-        return _finding(spec, "error", f"probe event files unreadable: {errors[0]}", evidence)
+        return _finding(spec, ERROR, f"probe event files unreadable: {errors[0]}", evidence)
     if unknown:
         evidence["enable_unknown"] = unknown
     if events:
         return _finding(
             spec,
-            "warn",
+            WARN,
             f"{len(events)} probe event(s) defined but disabled: "
             f"{', '.join(e['name'] for e in events[:5])}",
             evidence,
         )
-    return _finding(spec, "pass", "no dynamic probe events defined", evidence)
+    return _finding(spec, PASS, "no dynamic probe events defined", evidence)
 
 
 @check("kprobes.registered")
@@ -168,19 +168,17 @@ def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Fin
         if not facts.debugfs:
             return _finding(
                 spec,
-                "skip",
+                SKIP,
                 "debugfs is not mounted: kprobes/list is not visible "
                 "(registered kprobes still cost CPU; the audit never mounts)",
             )
-        return _finding(
-            spec, "skip", "no kprobes/list under debugfs (kernel without CONFIG_KPROBES)"
-        )
+        return _finding(spec, SKIP, "no kprobes/list under debugfs (kernel without CONFIG_KPROBES)")
     if not lst.ok:
-        return _finding(spec, "error", f"kprobes/list unreadable: {_unreadable(lst, facts)}")
+        return _finding(spec, ERROR, f"kprobes/list unreadable: {_unreadable(lst, facts)}")
     try:
         entries = parse_kprobes_list(lst.text or "")
     except ValueError as exc:
-        return _finding(spec, "error", f"kprobes/list not understood: {exc}")
+        return _finding(spec, ERROR, f"kprobes/list not understood: {exc}")
     en = facts.kprobes_enabled
     armed = parse_bool_file(en.text or "") if en is not None and en.ok else None
     evidence: dict[str, Any] = {
@@ -200,28 +198,28 @@ def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Fin
     live = [e for e in entries if e.armed_candidate]
     hot_live = sorted({e.symbol for e in live if e.symbol in hot})
     if not entries:
-        return _finding(spec, "pass", "no kprobes registered", evidence)
+        return _finding(spec, PASS, "no kprobes registered", evidence)
     if armed is None and live:
         why = _unreadable(en, facts) if en is not None else "kprobes/enabled missing"
         evidence["enabled_error"] = why
         return _finding(
-            spec, "error", f"{len(live)} kprobe(s) registered, armed state unknown: {why}", evidence
+            spec, ERROR, f"{len(live)} kprobe(s) registered, armed state unknown: {why}", evidence
         )
     if armed and live:
         n_ret = sum(e.type == "r" for e in live)
         kinds = f"{n_ret} kretprobe(s), {len(live) - n_ret} kprobe(s)"
         hot_text = f"; on hot paths: {', '.join(hot_live)}" if hot_live else ""
-        return _finding(spec, "fail", f"{len(live)} armed: {kinds}{hot_text}", evidence)
+        return _finding(spec, FAIL, f"{len(live)} armed: {kinds}{hot_text}", evidence)
     if armed is False:
         return _finding(
             spec,
-            "warn",
+            WARN,
             f"kprobes globally disarmed but {len(entries)} still registered "
             "(re-arming brings them back)",
             evidence,
         )
     return _finding(
-        spec, "pass", f"{len(entries)} kprobe(s) registered, all disabled or gone", evidence
+        spec, PASS, f"{len(entries)} kprobe(s) registered, all disabled or gone", evidence
     )
 
 
@@ -231,7 +229,7 @@ def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
         pid for pid, comm in facts.processes.items() if comm in ("ebpf.plugin", "ebpf-go.plugin")
     )
     if not facts.netdata_installed() and not running and not facts.netdata_sources.daemons:
-        return _finding(spec, "skip", "netdata is not installed")
+        return _finding(spec, SKIP, "netdata is not installed")
     verdicts = facts.netdata_verdicts()
     evidence: dict[str, Any] = {
         "netdata_conf": facts.netdata_conf_path,
@@ -257,7 +255,7 @@ def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
             what = f"eBPF plugin configured on ({on[0].how})"
         else:
             what = "eBPF plugin configured on for " + "; ".join(v.describe() for v in on)
-        return _finding(spec, "fail", f"{what}{extra}; ebpf.plugin {state}", evidence)
+        return _finding(spec, FAIL, f"{what}{extra}; ebpf.plugin {state}", evidence)
     if unknown:
         reasons = []
         for v in unknown:
@@ -266,17 +264,17 @@ def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
             reasons.append(
                 f"netdata.conf unreadable: {_unreadable(bad[0], facts)}" if bad else v.describe()
             )
-        return _finding(spec, "error", "; ".join(reasons), evidence)
+        return _finding(spec, ERROR, "; ".join(reasons), evidence)
     if running:
         return _finding(
             spec,
-            "warn",
+            WARN,
             f"eBPF configured off but ebpf.plugin still running "
             f"(pid {', '.join(map(str, running))}): restart netdata",
             evidence,
         )
     how = "; ".join(v.how for v in verdicts) or "no netdata.conf and no eBPF plugin"
-    return _finding(spec, "pass", f"eBPF plugin off ({how})", evidence)
+    return _finding(spec, PASS, f"eBPF plugin off ({how})", evidence)
 
 
 def _version_tuple(text: str) -> tuple[int, int, int]:
@@ -287,7 +285,7 @@ def _version_tuple(text: str) -> tuple[int, int, int]:
 @check("netdata.version")
 def check_netdata_version(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
     if not facts.netdata_installed():
-        return _finding(spec, "skip", "netdata is not installed")
+        return _finding(spec, SKIP, "netdata is not installed")
     minimum = _version_tuple(spec.params.get("min_version", "1.37.0"))
     version = parse_netdata_version(facts.netdata_version_text or "")
     evidence: dict[str, Any] = {
@@ -296,19 +294,17 @@ def check_netdata_version(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]
         "min_version": ".".join(map(str, minimum)),
     }
     if version is None:
-        return _finding(
-            spec, "skip", "netdata version unknown (netdata -v not available)", evidence
-        )
+        return _finding(spec, SKIP, "netdata version unknown (netdata -v not available)", evidence)
     on = any(v.on is not False for v in facts.netdata_verdicts())
     vtext = ".".join(map(str, version))
     if on and version < minimum:
         return _finding(
             spec,
-            "warn",
+            WARN,
             f"netdata {vtext} with eBPF on is older than {evidence['min_version']}",
             evidence,
         )
-    return _finding(spec, "pass", f"netdata {vtext}" + ("" if on else " (eBPF off)"), evidence)
+    return _finding(spec, PASS, f"netdata {vtext}" + ("" if on else " (eBPF off)"), evidence)
 
 
 @check("bpf.tracing_programs")
@@ -329,13 +325,13 @@ def check_bpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
         if trampolines:
             return _finding(
                 spec,
-                "warn",
+                WARN,
                 f"BPF trampolines on {', '.join(trampolines[:5])} "
                 f"(programs not listable: {facts.bpf_error})",
                 evidence,
             )
         # A bpftool that answered garbage is an unreadable fact; only absence is "skip".
-        status = "error" if facts.bpf_unreadable else "skip"
+        status = ERROR if facts.bpf_unreadable else SKIP
         return _finding(spec, status, facts.bpf_error or "no bpftool and no /proc fdinfo", evidence)
     tracing = [p for p in facts.bpf_programs if p.tracing]
     shown = [p for p in tracing if not p.owners or not all(c in allow for _, c in p.owners)]
@@ -353,16 +349,16 @@ def check_bpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
         types = sorted({p.type for p in shown})
         return _finding(
             spec,
-            "warn",
+            WARN,
             f"{len(shown)} tracing program(s) ({', '.join(types)}) loaded"
             f"{' by ' + ', '.join(owners[:4]) if owners else ''}",
             evidence,
         )
     if trampolines:
-        return _finding(spec, "warn", f"BPF trampolines on {', '.join(trampolines[:5])}", evidence)
+        return _finding(spec, WARN, f"BPF trampolines on {', '.join(trampolines[:5])}", evidence)
     return _finding(
         spec,
-        "pass",
+        PASS,
         "no BPF tracing programs loaded" + (" (allowed owners only)" if tracing else ""),
         evidence,
     )
@@ -372,9 +368,9 @@ def check_bpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
 def check_cpu(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
     window = ctx.get("cpu_window", 0)
     if not window:
-        return _finding(spec, "skip", "CPU not sampled (--cpu-window 0)")
+        return _finding(spec, SKIP, "CPU not sampled (--cpu-window 0)")
     if facts.cpu is None:
-        return _finding(spec, "error", f"CPU sample failed: {facts.cpu_error or 'no /proc/stat'}")
+        return _finding(spec, ERROR, f"CPU sample failed: {facts.cpu_error or 'no /proc/stat'}")
     threshold = float(spec.params.get("threshold_pct", 25))
     c = facts.cpu
     evidence = {
@@ -390,8 +386,8 @@ def check_cpu(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
         evidence["hottest_cpus"] = [{"cpu": s.cpu, "system_pct": s.system_pct} for s in hottest]
     text = f"system {c.system_pct:.1f}% / user {c.user_pct:.1f}% of {c.cpus} CPU(s) over {window}s"
     if c.system_pct > threshold:
-        return _finding(spec, "fail", f"{text} (threshold {threshold:g}%)", evidence)
-    return _finding(spec, "pass", text, evidence)
+        return _finding(spec, FAIL, f"{text} (threshold {threshold:g}%)", evidence)
+    return _finding(spec, PASS, text, evidence)
 
 
 def check_file(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
@@ -403,7 +399,7 @@ def check_file(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Findin
         st = spec.when_absent
         return _finding(spec, st, f"{spec.path} does not exist", evidence)
     if not read.ok:
-        return _finding(spec, "error", f"unreadable: {_unreadable(read, facts)}", evidence)
+        return _finding(spec, ERROR, f"unreadable: {_unreadable(read, facts)}", evidence)
     text = read.text or ""
     if "equals" in spec.test:
         want = str(spec.test["equals"]).strip()
@@ -424,7 +420,7 @@ def check_file(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Findin
         want = str(ini["equals"]).strip()
         ok = value is not None and value.strip().lower() == want.lower()
         msg = f"[{section}] {key} = {value!r}" + ("" if ok else f", expected {want!r}")
-    return _finding(spec, "pass" if ok else "fail", msg, evidence)
+    return _finding(spec, PASS if ok else FAIL, msg, evidence)
 
 
 def run_checks(facts: HostFacts, playbook: Playbook, cpu_window: int) -> list[Finding]:
@@ -437,12 +433,12 @@ def run_checks(facts: HostFacts, playbook: Playbook, cpu_window: int) -> list[Fi
         try:
             finding = fn(facts, spec, ctx)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            finding = _finding(spec, "error", f"could not evaluate: {exc}")
+            finding = _finding(spec, ERROR, f"could not evaluate: {exc}")
         chosen_skip = spec.id == "cpu.system" and not cpu_window  # --cpu-window 0
-        if unknown and finding.status == "skip" and not chosen_skip:
+        if unknown and finding.status == SKIP and not chosen_skip:
             # "Not there" is only known on a host whose /proc could be read: a fleet_root
             # typo or an empty tree must not come out compliant.
-            finding = _finding(spec, "error", f"{finding.summary}, but {unknown}")
+            finding = _finding(spec, ERROR, f"{finding.summary}, but {unknown}")
         findings.append(finding)
     return findings
 

@@ -308,7 +308,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from fleet.audit import audit_fleet
-    from fleet.findings import exit_code
+    from fleet.model import exit_code
     from fleet.runner import Progress
 
     hosts, ctx, playbook_path = _prepare(args, args.cpu_window)
@@ -375,7 +375,8 @@ def _confirm(question: str) -> bool:
 
 def cmd_remediate(args: argparse.Namespace) -> int:
     from fleet.journal import Journal, find_run
-    from fleet.remediate import plan_fleet, remediate_fleet, remediation_exit_code
+    from fleet.remediate import plan_fleet, remediate_fleet
+    from fleet.remediation_results import remediation_exit_code
     from fleet.render.json_out import render_json
     from fleet.render.remediation import remediation_document, render_plan, render_results
 
@@ -458,7 +459,8 @@ def _stop_on_signals(ctx: Any, stopped: list[int]) -> Iterator[None]:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from fleet.journal import Journal, find_run
-    from fleet.remediate import rollback_exit_code, rollback_fleet
+    from fleet.remediate import rollback_fleet
+    from fleet.remediation_results import rollback_exit_code
     from fleet.render.json_out import render_json
     from fleet.render.remediation import remediation_document, render_results
 

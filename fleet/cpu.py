@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from fleet.model import CpuFigures, CpuShare
 
 
 @dataclass(frozen=True)
@@ -36,37 +38,6 @@ def parse_proc_stat(text: str) -> dict[str, CpuTicks]:
     if not out:
         raise ValueError("/proc/stat has no cpu lines (file missing or unreadable)")
     return out
-
-
-@dataclass(frozen=True)
-class CpuShare:
-    cpu: int | None
-    user_pct: float
-    system_pct: float
-    busy_pct: float
-    ticks: int
-
-
-@dataclass(frozen=True)
-class CpuFigures:
-    """Percentages of capacity over the window (contract: CPU figures)."""
-
-    user_pct: float
-    system_pct: float
-    busy_pct: float
-    cpus: int
-    ticks: int
-    per_cpu: tuple[CpuShare, ...]
-    clamped: bool  # a counter went backwards (CPU hotplug, iowait): flagged, clamped to 0
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "user_pct": self.user_pct,
-            "system_pct": self.system_pct,
-            "busy_pct": self.busy_pct,
-            "cpus": self.cpus,
-            "per_cpu": [{k: v for k, v in asdict(s).items() if k != "ticks"} for s in self.per_cpu],
-        }
 
 
 def _delta(a: CpuTicks, b: CpuTicks) -> tuple[dict[str, int], bool]:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from fleet.findings import UNREACHABLE, HostResult
+from fleet.model import ERROR, FAIL, UNREACHABLE, HostResult, parse_time
 
-FAIL = "fail"
 # A check flaps when, over the host's last FLAP_WINDOW audits in which it was reached (this
 # one included), it went from failing to not failing or back at least FLAP_CHANGES times.
 FLAP_WINDOW = 10
@@ -191,7 +189,7 @@ def compute_drift(
                     since = now
                     new.append(CheckChange(h.name, f.id, f.severity, now, is_waived))
                 streaks.failing_since[(h.name, f.id)] = since
-            elif old is not None and old.status == FAIL and f.status != "error":
+            elif old is not None and old.status == FAIL and f.status != ERROR:
                 # an error is an unknown state, not a fix
                 fixed.append(CheckChange(h.name, f.id, f.severity, old.since, is_waived))
             history = [*(before.recent.get(f.id, []) if before else []), f.status]
@@ -209,11 +207,6 @@ def compute_drift(
         flapping=tuple(flapping),
     )
     return drift, streaks
-
-
-def parse_time(text: str) -> datetime:
-    """The contract's `2026-11-26T06:00:44Z`."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def duration(since: str, now: str) -> str:

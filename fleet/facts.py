@@ -6,7 +6,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from fleet.cpu import CpuFigures, cpu_between, parse_proc_stat
+from fleet.cpu import cpu_between, parse_proc_stat
+from fleet.model import CpuFigures
 from fleet.netdata_install import (
     ConfigSources,
     Verdict,

@@ -30,6 +30,7 @@ from fleet.facts import (
     parse_kprobes_list,
     parse_set_event,
 )
+from fleet.model import FAIL, WARN
 from fleet.netdataconf import PLUGINS, set_netdata_value
 
 FIX_ORDER = (
@@ -97,11 +98,11 @@ class PlanInput:
 
 def plan_netdata(facts: HostFacts, inp: PlanInput) -> Step | None:
     status = inp.check_status.get("netdata.ebpf")
-    if status not in ("fail", "warn"):
+    if status not in (FAIL, WARN):
         return None
     step = Step("netdata.ebpf_off", restarts_netdata=True)
     restart = Op("run", "-", "-", inp.restart_command)
-    if status == "warn":
+    if status == WARN:
         # Configured off, but ebpf.plugin still runs: the restart alone finishes the job.
         step.ops = [restart]
         step.changes = [Change("netdata", "ebpf.plugin running", "restarted")]

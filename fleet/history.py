@@ -16,15 +16,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fleet.audit import AuditRun
-from fleet.drift import FLAP_WINDOW, CheckMark, HostPast, Past, RunRef, Streaks, parse_time
+from fleet.drift import FLAP_WINDOW, CheckMark, HostPast, Past, RunRef, Streaks
 from fleet.errors import UsageError
-from fleet.findings import UNREACHABLE, HostResult
+from fleet.model import UNREACHABLE, AuditRun, HostResult, parse_time
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 30.0
 # waiver column of check_runs
-NOT_WAIVED, WAIVED, WAIVER_EXPIRED = 0, 1, 2
+# How a failing check stood in a run (the `waived` column): none, a waiver in effect, expired.
+NOT_WAIVED, WAIVER_IN_EFFECT, WAIVER_EXPIRED = 0, 1, 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -191,8 +191,8 @@ class History:
         streaks: Streaks,
         waivers: dict[tuple[str, str], int],
     ) -> None:
-        """One row per host and per (host, check); `waivers` maps (host, check) to WAIVED or
-        WAIVER_EXPIRED."""
+        """One row per host and per (host, check); `waivers` maps (host, check) to
+        WAIVER_IN_EFFECT or WAIVER_EXPIRED."""
         host_ids = self._ids("hosts", [h.name for h in hosts])
         check_ids = self._ids("checks", [f.id for h in hosts for f in h.checks])
         self.conn.executemany(

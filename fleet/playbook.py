@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import PlaybookError
-from fleet.findings import SEVERITIES
+from fleet.model import FAIL, PASS, SEVERITIES, SKIP
 from fleet.yamlfile import line_of, load_yaml
 
 BUILTIN_CHECKS = (
@@ -34,7 +34,7 @@ class CheckSpec:
     # type: file
     path: str | None = None
     test: dict[str, Any] | None = None
-    when_absent: str = "skip"
+    when_absent: str = SKIP
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,8 @@ def _check(raw: Any, path: Path, index: int) -> CheckSpec:
         ini = test["ini"]
         if not isinstance(ini, dict) or not {"section", "key", "equals"} <= set(ini):
             raise PlaybookError(f"{where}: ini test needs section, key and equals")
-    when_absent = raw.get("when_absent", "skip")
-    if when_absent not in ("skip", "fail", "pass"):
+    when_absent = raw.get("when_absent", SKIP)
+    if when_absent not in (SKIP, FAIL, PASS):
         raise PlaybookError(f"{where}: when_absent must be skip, fail or pass")
     return CheckSpec(
         cid, str(title), severity, remediation, dict(params), fpath, dict(test), when_absent

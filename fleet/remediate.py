@@ -20,32 +20,39 @@ from typing import Any
 import paramiko
 
 from fleet.apply import ApplyOutput, apply_stdin, parse_apply_output, read_stdin
-from fleet.audit import AuditContext, host_failed, probe_host, utc_now
+from fleet.audit import AuditContext, host_failed, probe_host
 from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
-from fleet.cpu import CpuFigures
 from fleet.facts import HostFacts
-from fleet.findings import (
+from fleet.fixes import Op, PlanInput, Step, plan_step, render_diff
+from fleet.inventory import Host
+from fleet.journal import Journal, JournaledRun, JournaledStep, operator, ops_json
+from fleet.model import (
     COMPLIANT,
     ERROR,
-    NON_COMPLIANT,
+    FAIL,
+    SKIPPED,
     UNREACHABLE,
     Finding,
     HostResult,
     host_status,
+    utc_now,
 )
-from fleet.fixes import Op, PlanInput, Step, plan_step, render_diff
-from fleet.inventory import Host
-from fleet.journal import Journal, JournaledRun, JournaledStep, operator, ops_json
 from fleet.probe import new_nonce
+from fleet.remediation_results import (
+    APPLIED,
+    FAILED,
+    PLANNED,
+    ROLLED_BACK,
+    HostRemediation,
+    RemediationRun,
+    StepResult,
+)
 from fleet.remote_shell import shell_command
 from fleet.runner import Progress, run_hosts
 from fleet.ssh import CommandTimeout, Connection, RunResult, SSHError, connect
 from fleet.verify import NOT_MEASURED, WORSE, Verdict, cpu_verdict, intervals
 
 LOCK_PATH = "/run/fleet-remediate.lock"
-SKIPPED = "skipped"
-# Step statuses (contract): planned / applied / skipped / failed / rolled-back.
-PLANNED, APPLIED, FAILED, ROLLED_BACK = "planned", "applied", "failed", "rolled-back"
 
 
 class StepFailed(Exception):
@@ -55,66 +62,6 @@ class StepFailed(Exception):
 class Interrupted(StepFailed):
     """SIGINT or SIGTERM arrived: the host in hand stops at the next step boundary and what
     it applied is undone (a host whose steps are all applied is finished, not measured)."""
-
-
-@dataclass
-class StepResult:
-    id: str
-    status: str
-    before: dict[str, str] = field(default_factory=dict)
-    after: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    diff: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status,
-            "before": self.before,
-            "after": self.after,
-        }
-        if self.error:
-            doc["error"] = self.error
-        return doc
-
-
-@dataclass
-class HostRemediation:
-    """One host's remediation (or plan, or rollback): the audit result it started from and
-    what happened to it."""
-
-    result: HostResult
-    run_id: str
-    steps: list[StepResult] = field(default_factory=list)
-    cpu_before: CpuFigures | None = None
-    cpu_after: CpuFigures | None = None
-    verdict: Verdict | None = None
-    checks_after: list[Finding] = field(default_factory=list)
-    failed: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.result.name
-
-    @property
-    def status(self) -> str:
-        return self.result.status
-
-    def to_json(self) -> dict[str, Any]:
-        doc = self.result.to_json()
-        doc.update(
-            {
-                "run_id": self.run_id,
-                "steps": [s.to_json() for s in self.steps],
-                "cpu_before": self.cpu_before.to_json() if self.cpu_before else None,
-                "cpu_after": self.cpu_after.to_json() if self.cpu_after else None,
-                "verdict": self.verdict.verdict if self.verdict else None,
-                "verdict_reason": self.verdict.reason if self.verdict else None,
-                "checks_after": [f.to_json() for f in self.checks_after],
-                "failed": self.failed,
-            }
-        )
-        return doc
 
 
 @dataclass
@@ -137,6 +84,18 @@ class RemediateContext:
             return self._seq
 
 
+@dataclass
+class Reading:
+    """A probe over the host's connection: the re-audit's result and the facts it judged."""
+
+    result: HostResult
+    facts: HostFacts
+
+    @property
+    def checks(self) -> list[Finding]:
+        return self.result.checks
+
+
 class _Session:
     """One host's connection: every exec bounded by a deadline."""
 
@@ -152,14 +111,16 @@ class _Session:
         budget = self.ctx.audit.host_timeout or self.ctx.audit.ssh.command_timeout
         return time.monotonic() + budget + extra
 
-    def probe(self, window: int) -> HostResult:
+    def probe(self, window: int) -> Reading:
         try:
-            res = probe_host(self.conn, self.host, self.ctx.audit, self.deadline(window), window)
+            res, facts = probe_host(
+                self.conn, self.host, self.ctx.audit, self.deadline(window), window
+            )
         except CommandTimeout as exc:
             raise StepFailed(f"probe: {exc}") from None
-        if res.facts is None:
+        if facts is None:
             raise StepFailed(f"probe failed: {res.error}")
-        return res
+        return Reading(res, facts)
 
     def apply(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
         nonce = new_nonce()
@@ -259,7 +220,7 @@ def _release_quietly(s: _Session, owner: str | None) -> None:
 
 
 # ---------------------------------------------------------------- planning on a host
-def _plan_input(s: _Session, step_id: str, res: HostResult, facts: HostFacts) -> PlanInput:
+def _plan_input(s: _Session, step_id: str, res: Reading, facts: HostFacts) -> PlanInput:
     pb = s.ctx.audit.playbook
     allow: tuple[str, ...] = ()
     spec = pb.check("tracing.set_event")
@@ -267,7 +228,7 @@ def _plan_input(s: _Session, step_id: str, res: HostResult, facts: HostFacts) ->
         allow = tuple(str(a) for a in spec.params.get("allow", []))
     confs: dict[str, tuple[str | None, str | None]] = {}
     status = next((f.status for f in res.checks if f.id == "netdata.ebpf"), None)
-    if step_id == "netdata.ebpf_off" and status == "fail":
+    if step_id == "netdata.ebpf_off" and status == FAIL:
         for v in facts.netdata_verdicts():
             if v.on and v.edit and v.edit in facts.netdata_texts and v.edit not in confs:
                 confs[v.edit] = s.read_exact(v.edit)
@@ -375,12 +336,12 @@ def _fix_params(ctx: RemediateContext, step_id: str) -> dict[str, Any]:
     return next((f.params for f in ctx.audit.playbook.fixes if f.id == step_id), {})
 
 
-def _wait_netdata_gone(s: _Session, wait_s: float) -> HostResult:
+def _wait_netdata_gone(s: _Session, wait_s: float) -> Reading:
     """Poll until ebpf.plugin has exited (taking its kprobes and BPF programs with it)."""
     end = time.monotonic() + wait_s
     while True:
         res = s.probe(0)
-        procs = res.facts.processes.values() if res.facts else []
+        procs = res.facts.processes.values()
         if not any(c in ("ebpf.plugin", "ebpf-go.plugin") for c in procs):
             return res
         if time.monotonic() >= end:
@@ -487,7 +448,7 @@ def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
         return s
     try:
         res = s.probe(0)
-        rem = HostRemediation(res, ctx.run_id)
+        rem = HostRemediation(res.result, ctx.run_id)
         for step_id in _fix_ids(ctx):
             step = plan_step(step_id, res.facts, _plan_input(s, step_id, res, res.facts))
             if step is not None:
@@ -581,8 +542,8 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
     ctx = s.ctx
     window = ctx.audit.cpu_window
     before = s.probe(window)
-    rem.result = before
-    rem.cpu_before = before.cpu
+    rem.result = before.result
+    rem.cpu_before = before.result.cpu
     if lock_note:
         rem.result.error = lock_note
     done: list[JournaledStep] = []
@@ -626,7 +587,7 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
             )
             after = s.probe(0)
             rem.checks_after = after.checks
-            rem.result.status = after.status
+            rem.result.status = after.result.status
             rem.verdict = Verdict(NOT_MEASURED, "rolled back after a failed step")
             return
     if not done:
@@ -645,7 +606,7 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
         if ctx.stop.is_set():
             rem.verdict = Verdict(NOT_MEASURED, f"{ctx.stop_why} after the last step")
     rem.checks_after = after.checks
-    rem.cpu_after = after.cpu if done else None
+    rem.cpu_after = after.result.cpu if done else None
     if rem.verdict is None and window == 0:
         rem.verdict = Verdict(NOT_MEASURED, "--cpu-window 0")
     elif rem.verdict is None:
@@ -654,9 +615,9 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
             intervals(after.facts.cpu_samples, s.host.cpus),
             ctx.audit.playbook.min_change_pct,
         )
-    rem.result.status = after.status
-    still = [f.id for f in after.checks if f.status == "fail"]
-    if still or rem.verdict.verdict == WORSE or after.status == ERROR:
+    rem.result.status = after.result.status
+    still = [f.id for f in after.checks if f.status == FAIL]
+    if still or rem.verdict.verdict == WORSE or after.result.status == ERROR:
         rem.failed = True
         why = f"still failing: {', '.join(still)}" if still else rem.verdict.reason
         rem.result.error = "; ".join(x for x in (rem.result.error, why) if x)
@@ -689,7 +650,7 @@ def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostR
         rem.steps = [results[j.seq] for j in pending]
         after = s.probe(0)
         rem.checks_after = after.checks
-        rem.result.kernel = after.kernel
+        rem.result.kernel = after.result.kernel
         rem.failed = not restored
         # The host as the re-audit finds it: back to its state before the run, so usually
         # non-compliant; whether the rollback worked is `failed` and the exit code.
@@ -709,15 +670,6 @@ def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostR
 
 
 # ---------------------------------------------------------------- the fleet
-@dataclass
-class RemediationRun:
-    run_id: str
-    started_at: str
-    finished_at: str
-    hosts: list[HostRemediation]
-    budget_note: str | None = None
-
-
 def _failed(host: Host, ctx: RemediateContext, exc: Exception) -> HostRemediation:
     """A host whose remediation raised: failed, its journal (if any) left for rollback."""
     return HostRemediation(host_failed(host, exc), ctx.run_id, failed=True)
@@ -803,29 +755,3 @@ def rollback_fleet(
     )
     ctx.audit.ssh.jumps.close()
     return RemediationRun(run.run_id, started, utc_now(), out)
-
-
-def rollback_exit_code(hosts: list[HostRemediation]) -> int:
-    """Contract: 0 when every host was fully restored (whatever its compliance then); bit 1
-    some host not fully restored; bit 4 unreachable or error."""
-    code = 0
-    for h in hosts:
-        if h.status in (UNREACHABLE, ERROR):
-            code |= 4
-        elif h.failed:
-            code |= 1
-    return code
-
-
-def remediation_exit_code(hosts: list[HostRemediation]) -> int:
-    """Contract: bit 1 non-compliant / failed verification / not restored; bit 4 unreachable
-    or error."""
-    code = 0
-    for h in hosts:
-        if h.status in (UNREACHABLE, ERROR):
-            code |= 4
-        if h.failed and h.status not in (UNREACHABLE, ERROR):
-            code |= 1
-        if h.status == NON_COMPLIANT:
-            code |= 1
-    return code

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fleet.audit import AuditRun
 from fleet.drift import Drift, compute_drift
 from fleet.errors import UsageError
-from fleet.history import WAIVED, WAIVER_EXPIRED, History, default_history_path
+from fleet.history import WAIVER_EXPIRED, WAIVER_IN_EFFECT, History, default_history_path
+from fleet.model import AuditRun
 from fleet.notify import Delivery, NotifyError, payload, post_json
 from fleet.outfile import write_atomic
 from fleet.reportdata import ReportData
@@ -117,7 +117,7 @@ def record(
 ) -> tuple[int, Drift]:
     """Store the run and compute its drift in one transaction (all or nothing)."""
     names = [h.name for h in run.hosts]
-    marks = {k: WAIVER_EXPIRED if m.expired else WAIVED for k, m in waivers.marks.items()}
+    marks = {k: WAIVER_EXPIRED if m.expired else WAIVER_IN_EFFECT for k, m in waivers.marks.items()}
     with history.transaction():
         ref = history.add_run(run, playbook, source, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
         past = history.past(names, ref.id)

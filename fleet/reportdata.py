@@ -5,17 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fleet.audit import AuditRun
 from fleet.drift import Drift
-from fleet.findings import COMPLIANT, ERROR, NON_COMPLIANT, UNREACHABLE, Finding, HostResult
-from fleet.findings import exit_code as contract_exit_code
+from fleet.model import (
+    COMPLIANT,
+    ERROR,
+    FAIL,
+    NON_COMPLIANT,
+    PASS,
+    SKIP,
+    UNREACHABLE,
+    WAIVED,
+    WARN,
+    AuditRun,
+    Finding,
+    HostResult,
+)
+from fleet.model import exit_code as contract_exit_code
 from fleet.waivers import Mark, WaiverOutcome
 
-WAIVED = "waived"
 # Host states of a report, worst first. `waived`: reached, no error, and every failing check
 # is covered by a waiver in effect.
 HOST_STATES = (NON_COMPLIANT, ERROR, UNREACHABLE, WAIVED, COMPLIANT)
-CHECK_STATES = ("fail", "error", "warn", WAIVED, "skip", "pass")
+CHECK_STATES = (FAIL, ERROR, WARN, WAIVED, SKIP, PASS)
 
 
 @dataclass(frozen=True)
@@ -42,14 +53,14 @@ class ReportData:
 
     def failing(self, host: HostResult) -> list[Finding]:
         """Failures no waiver covers (an expired waiver covers nothing)."""
-        return [f for f in host.checks if self.check_state(host, f) == "fail"]
+        return [f for f in host.checks if self.check_state(host, f) == FAIL]
 
     def host_state(self, host: HostResult) -> str:
         if host.status == UNREACHABLE:
             return UNREACHABLE
         if self.failing(host):
             return NON_COMPLIANT
-        if host.error or any(f.status == "error" for f in host.checks):
+        if host.error or any(f.status == ERROR for f in host.checks):
             return ERROR
         if self.waived(host):
             return WAIVED

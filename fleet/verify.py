@@ -13,7 +13,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from fleet.cpu import CpuFigures, cpu_between, parse_proc_stat
+from fleet.cpu import cpu_between, parse_proc_stat
+from fleet.model import CpuFigures
 
 USER_HZ = 100  # the unit of /proc/stat on every Linux ABI (sysconf(_SC_CLK_TCK))
 # An interval with fewer ticks than this share of the expected ones lost its clock

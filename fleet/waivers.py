@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import UsageError
-from fleet.findings import HostResult
+from fleet.model import FAIL, HostResult
 from fleet.yamlfile import line_of, load_yaml
 
 FIELDS = ("host", "check", "reason", "owner", "expires")
@@ -175,7 +175,7 @@ def apply_waivers(hosts: list[HostResult], waivers: list[Waiver], today: date) -
     matched: dict[int, list[str]] = {i: [] for i in range(len(waivers))}
     for h in hosts:
         for f in h.checks:
-            if f.status != "fail":
+            if f.status != FAIL:
                 continue
             hits = [i for i, w in enumerate(waivers) if w.covers(h.name, f.id)]
             if not hits:

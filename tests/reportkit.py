@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from fleet.audit import AuditRun
-from fleet.cpu import CpuFigures
 from fleet.drift import Drift, Past, compute_drift
-from fleet.findings import UNREACHABLE, Finding, HostResult, host_status
+from fleet.model import UNREACHABLE, AuditRun, CpuFigures, Finding, HostResult, host_status
 from fleet.reportdata import ReportData
 from fleet.waivers import Waiver, apply_waivers
 

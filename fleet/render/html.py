@@ -9,9 +9,9 @@ import json
 from html import escape
 
 from fleet import __version__
-from fleet.findings import Finding, HostResult
+from fleet.model import ERROR, WARN, Finding, HostResult
 from fleet.render import drift_text
-from fleet.reportdata import HOST_STATES, WAIVED, ReportData
+from fleet.reportdata import CHECK_STATES, HOST_STATES, ReportData
 
 DEFAULT_THRESHOLD = 25.0
 
@@ -226,11 +226,11 @@ def _chips(data: ReportData, h: HostResult) -> str:
     chips += [
         f'<code>{_e(f.id)}</code> <span class="badge s-error">error</span>'
         for f in h.checks
-        if f.status == "error"
+        if f.status == ERROR
     ]
     if h.error:
         chips.append(_e(h.error))
-    warns = sum(f.status == "warn" for f in h.checks)
+    warns = sum(f.status == WARN for f in h.checks)
     if warns:
         chips.append(f'<span class="sev">+{warns} warn</span>')
     return " ".join(chips) or "-"
@@ -291,7 +291,7 @@ def _check(data: ReportData, h: HostResult, f: Finding) -> str:
 
 def _details(data: ReportData) -> str:
     out = ['<section id="checks"><h2>Checks, evidence and remediation</h2>']
-    rank = {s: i for i, s in enumerate(("fail", "error", "warn", WAIVED, "skip", "pass"))}
+    rank = {s: i for i, s in enumerate(CHECK_STATES)}
     for i, h in enumerate(data.run.hosts):
         state = data.host_state(h)
         out.append(

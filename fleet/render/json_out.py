@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleet.audit import AuditRun
-from fleet.findings import COMPLIANT, ERROR, NON_COMPLIANT, UNREACHABLE, HostResult
+from fleet.model import COMPLIANT, ERROR, NON_COMPLIANT, UNREACHABLE, AuditRun, HostResult
 
 SCHEMA = 1
 

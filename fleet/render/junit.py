@@ -14,9 +14,18 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from fleet.drift import parse_time
-from fleet.findings import UNREACHABLE, Finding, HostResult
-from fleet.reportdata import WAIVED, ReportData
+from fleet.model import (
+    ERROR,
+    FAIL,
+    SKIP,
+    UNREACHABLE,
+    WAIVED,
+    WARN,
+    Finding,
+    HostResult,
+    parse_time,
+)
+from fleet.reportdata import ReportData
 
 # Characters XML 1.0 cannot carry, even escaped.
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -63,7 +72,7 @@ def _host_suite(
         counts["tests"] += 1
         state = data.check_state(h, f)
         mark = data.mark(h, f)
-        if state == "fail":
+        if state == FAIL:
             kind = "fail"
             message = f"[{f.severity}] {f.summary}"
             if mark is not None:  # its waiver expired
@@ -72,7 +81,7 @@ def _host_suite(
             fail = ET.SubElement(case, "failure", message=_clean(message), type=kind)
             fail.text = _body(f)
             counts["failures"] += 1
-        elif state == "error":
+        elif state == ERROR:
             err = ET.SubElement(case, "error", message=_clean(f.summary), type="error")
             err.text = _body(f)
             counts["errors"] += 1
@@ -82,10 +91,10 @@ def _host_suite(
             skipped = ET.SubElement(case, "skipped", message=_clean(message))
             skipped.text = _body(f)
             counts["skipped"] += 1
-        elif state == "skip":
+        elif state == SKIP:
             ET.SubElement(case, "skipped", message=_clean(f.summary))
             counts["skipped"] += 1
-        elif state == "warn":
+        elif state == WARN:
             out = ET.SubElement(case, "system-out")
             out.text = "warn: " + _body(f)
     for key, value in counts.items():

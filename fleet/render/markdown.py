@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from fleet.model import ERROR, FAIL, WARN
 from fleet.render import drift_text
 from fleet.render.report_table import host_detail
 from fleet.reportdata import ReportData
@@ -81,7 +82,7 @@ def _findings(data: ReportData) -> list[str]:
     out = ["## Findings", ""]
     for h in data.run.hosts:
         state = data.host_state(h)
-        shown = [f for f in h.checks if f.status in ("fail", "warn", "error")]
+        shown = [f for f in h.checks if f.status in (FAIL, WARN, ERROR)]
         if not shown and not h.error:
             continue
         out += [f"### {text(h.name)}: {state}", ""]

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fleet.drift import parse_time
-from fleet.findings import UNREACHABLE
+from fleet.model import UNREACHABLE, parse_time
 from fleet.reportdata import CHECK_STATES, HOST_STATES, ReportData
 
 HELP = {

@@ -8,7 +8,8 @@ from typing import Any
 from tabulate import tabulate
 
 from fleet.fixes import FIX_TITLES
-from fleet.remediate import PLANNED, HostRemediation, RemediationRun
+from fleet.model import SKIPPED, UNREACHABLE
+from fleet.remediation_results import PLANNED, HostRemediation, RemediationRun
 from fleet.render.json_out import SCHEMA, summary
 
 
@@ -20,7 +21,7 @@ def render_plan(run: RemediationRun) -> str:
     lines: list[str] = []
     total = 0
     for h in run.hosts:
-        if h.result.facts is None and h.status in ("unreachable", "error"):
+        if h.failed:  # unreachable, or its state could not be read
             lines.append(f"{h.name}: {h.status}: {h.result.error}")
             continue
         planned = [s for s in h.steps if s.status == PLANNED]
@@ -61,7 +62,7 @@ def render_results(run: RemediationRun, rollback: bool = False) -> str:
         outcome = "FAILED" if h.failed else ("restored" if rollback else "fixed")
         if not h.steps and not h.failed:
             outcome = "nothing to do"
-        if h.status in ("unreachable", "skipped"):
+        if h.status in (UNREACHABLE, SKIPPED):
             outcome = h.status
         row = [h.name, outcome, _steps_cell(h)]
         if not rollback:
@@ -94,5 +95,5 @@ def remediation_document(run: RemediationRun, command: str, playbook: str) -> di
         "summary": summary(hosts),
     }
     doc["summary"]["failed"] = sum(h.failed for h in run.hosts)
-    doc["summary"]["skipped"] = sum(h.status == "skipped" for h in run.hosts)
+    doc["summary"]["skipped"] = sum(h.status == SKIPPED for h in run.hosts)
     return doc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from fleet.findings import HostResult
+from fleet.model import ERROR, WARN, HostResult
 from fleet.render import drift_text
 from fleet.reportdata import ReportData
 
@@ -25,13 +25,13 @@ def host_detail(data: ReportData, h: HostResult) -> str:
     waived = [f.id for f in data.waived(h)]
     if waived:
         parts.append("waived: " + ", ".join(waived))
-    errors = [f.id for f in h.checks if f.status == "error"]
+    errors = [f.id for f in h.checks if f.status == ERROR]
     if errors:
         parts.append("error: " + ", ".join(errors))
     if h.error:
         parts.append(h.error)
     text = "; ".join(parts)
-    warns = sum(f.status == "warn" for f in h.checks)
+    warns = sum(f.status == WARN for f in h.checks)
     if warns:
         text += f" (+{warns} warn)" if text else f"{warns} warn"
     return text or "-"

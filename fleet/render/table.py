@@ -9,7 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from fleet.findings import HostResult
+from fleet.model import COMPLIANT, ERROR, FAIL, NON_COMPLIANT, UNREACHABLE, WARN, HostResult
 from fleet.render.json_out import summary
 
 _COLORS = {
@@ -58,12 +58,12 @@ def _detail_text(h: HostResult) -> str:
     if h.error and not h.checks:
         return h.error
     text = ", ".join(h.failing)
-    errors = [f.id for f in h.checks if f.status == "error"]
+    errors = [f.id for f in h.checks if f.status == ERROR]
     if errors:
         text += ("; " if text else "") + "error: " + ", ".join(errors)
     if h.error:
         text += ("; " if text else "") + h.error
-    warns = sum(f.status == "warn" for f in h.checks)
+    warns = sum(f.status == WARN for f in h.checks)
     if warns:
         text += f" (+{warns} warn)" if text else f"{warns} warn"
     return text or "-"
@@ -71,11 +71,11 @@ def _detail_text(h: HostResult) -> str:
 
 def _group_key(h: HostResult) -> tuple[Any, ...]:
     # Unreachable hosts group by the kind of error, not its exact text (ports differ).
-    err = (h.error or "").split(":")[0] if h.status == "unreachable" else h.error
+    err = (h.error or "").split(":")[0] if h.status == UNREACHABLE else h.error
     return (
         h.status,
         tuple(h.failing),
-        tuple((f.id, f.status) for f in h.checks if f.status in ("warn", "error")),
+        tuple((f.id, f.status) for f in h.checks if f.status in (WARN, ERROR)),
         err,
     )
 
@@ -95,7 +95,7 @@ def render_table(
         for h in hosts:
             groups.setdefault(_group_key(h), []).append(h)
         # Worst first: what needs a person comes before what is fine.
-        rank = {"non-compliant": 0, "error": 1, "unreachable": 2, "compliant": 3}
+        rank = {NON_COMPLIANT: 0, ERROR: 1, UNREACHABLE: 2, COMPLIANT: 3}
         for members in sorted(groups.values(), key=lambda m: rank.get(m[0].status, 9)):
             first = members[0]
             names = (
@@ -171,7 +171,7 @@ def render_verbose(hosts: list[HostResult], color: bool = False) -> str:
                 f"  {_paint(f.status.upper(), f.status, color):4}  {f.id}  [{f.severity}]  "
                 f"{one_line(f.summary)}"
             )
-            if f.status in ("fail", "warn", "error"):
+            if f.status in (FAIL, WARN, ERROR):
                 out.extend(_evidence_lines(f.evidence, "        "))
             if f.fix:
                 out.append("        fix:")

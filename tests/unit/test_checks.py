@@ -9,7 +9,7 @@ import pytest
 from fleet.checks import run_checks
 from fleet.errors import PlaybookError
 from fleet.facts import host_facts
-from fleet.findings import Finding, exit_code, host_status
+from fleet.model import Finding, exit_code, host_status
 from fleet.playbook import default_playbook_path, load_playbook
 from tests.helpers import run_probe, unreadable, write
 
@@ -267,9 +267,7 @@ def test_bpftool_tracing_programs_warn_with_owners(root: Path) -> None:
         '[{"id": "7", "type": "kprobe"}]',
     ],
 )
-def test_a_bpftool_answer_fleet_cannot_read_is_an_error_not_a_skip(
-    root: Path, output: str
-) -> None:
+def test_a_bpftool_answer_fleet_cannot_read_is_an_error_not_a_skip(root: Path, output: str) -> None:
     write(root, "/var/lib/progs.json", output)
     bt = write(root, "/usr/sbin/bpftool", f"#!/bin/sh\ncat '{root}/var/lib/progs.json'\n")
     bt.chmod(0o755)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fleet.drift import Drift, RunRef
-from fleet.findings import HostResult
 from fleet.history import History, HistoryError
+from fleet.model import HostResult
 from fleet.report import record
 from fleet.waivers import apply_waivers
 from tests.reportkit import host, run, waiver

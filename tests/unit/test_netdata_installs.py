@@ -9,8 +9,8 @@ import pytest
 
 from fleet.checks import run_checks
 from fleet.facts import HostFacts, host_facts
-from fleet.findings import Finding
 from fleet.fixes import PlanInput, plan_step
+from fleet.model import Finding
 from fleet.playbook import default_playbook_path, load_playbook
 from tests.helpers import run_probe, write
 

@@ -13,7 +13,7 @@ import pytest
 
 from fleet.checks import run_checks
 from fleet.facts import host_facts
-from fleet.findings import host_status
+from fleet.model import host_status
 from fleet.playbook import default_playbook_path, load_playbook
 from fleet.probe import parse_probe_output
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet.findings import Finding, HostResult
+from fleet.model import Finding, HostResult
 from fleet.render.table import render_table, render_verbose
 
 # An OSC sequence that retitles the terminal, a CSI that clears it, a bidi override, a C1.

@@ -1,0 +1,38 @@
+"""The house's layers: the model and everything that only reads results load no SSH."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import fleet.render
+
+# Everything that turns results into text or files, and what it reads them from.
+READERS_OF_RESULTS = [
+    "fleet.model",
+    "fleet.drift",
+    "fleet.history",
+    "fleet.waivers",
+    "fleet.reportdata",
+    "fleet.auditfile",
+    "fleet.reportfiles",
+    *(f"fleet.render.{m.name}" for m in pkgutil.iter_modules(fleet.render.__path__)),
+]
+
+
+@pytest.mark.parametrize("module", READERS_OF_RESULTS)
+def test_reading_results_does_not_load_ssh(module: str) -> None:
+    # A fresh interpreter: this test process has paramiko loaded by other tests.
+    code = (
+        f"import sys, {module}\n"
+        "loaded = sorted(m for m in ('paramiko', 'fabric', 'fleet.ssh', 'fleet.audit') "
+        "if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "", f"importing {module} loads {out}"
