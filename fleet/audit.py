@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paramiko
-
 from fleet.become import (
     NEEDS_PASSWORD,
     SUDO_PASSWORD_HINTS,
@@ -29,12 +27,11 @@ from fleet.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_s
 from fleet.remote_shell import shell_command
 from fleet.runner import Progress, run_hosts
 from fleet.ssh import (
-    CommandTimeout,
     Connection,
     KeyCache,
-    OutputTooLarge,
     SSHError,
     SSHOptions,
+    TransportError,
     connect,
     known_hosts_files,
 )
@@ -147,18 +144,9 @@ def audit_host(host: Host, ctx: AuditContext) -> HostResult:
         return HostResult(host.name, address, port, UNREACHABLE, str(exc), time.monotonic() - start)
     try:
         result, _facts = probe_host(conn, host, ctx, deadline)
-    except (CommandTimeout, OutputTooLarge) as exc:
+    except TransportError as exc:
         result = HostResult(
             host.name, conn.endpoint.address, conn.endpoint.port, ERROR, str(exc), 0.0
-        )
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        result = HostResult(
-            host.name,
-            conn.endpoint.address,
-            conn.endpoint.port,
-            ERROR,
-            f"connection lost: {exc or type(exc).__name__}",
-            0.0,
         )
     finally:
         conn.close()

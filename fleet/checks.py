@@ -6,19 +6,8 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
 
-from fleet.facts import (
-    HostFacts,
-    event_fires,
-    lockdown_mode,
-    parse_bool_file,
-    parse_enabled_functions,
-    parse_ini,
-    parse_kprobes_list,
-    parse_netdata_version,
-    parse_set_event,
-)
-from fleet.model import ERROR, FAIL, PASS, SKIP, WARN, Finding
-from fleet.netdataconf import load_netdata_config, netdata_true
+from fleet.facts import EBPF_PLUGINS, HostFacts, Parsed, event_fires, parse_ini
+from fleet.model import CHECK_IDS, CPU_THRESHOLD_PCT, ERROR, FAIL, PASS, SKIP, WARN, Finding
 from fleet.playbook import CheckSpec, Playbook
 from fleet.probe import FileRead
 
@@ -27,6 +16,10 @@ _REGISTRY: dict[str, CheckFn] = {}
 
 
 def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
+    """Register the function of one built-in check id of fleet.model.CHECK_IDS."""
+    if check_id not in CHECK_IDS:
+        raise ValueError(f"{check_id} is not a check id of fleet.model.CHECK_IDS")
+
     def register(fn: CheckFn) -> CheckFn:
         _REGISTRY[check_id] = fn
         return fn
@@ -44,12 +37,17 @@ def _finding(
 def _unreadable(read: FileRead, facts: HostFacts) -> str:
     """Why a read failed, with the lockdown state when it explains EPERM."""
     why = read.describe_error()
-    mode = lockdown_mode(facts.lockdown)
+    mode = facts.lockdown
     if read.errno == "EPERM" and mode and mode != "none":
         why += f"; kernel lockdown is '{mode}'"
     elif read.errno == "EACCES" and facts.uid not in (0, None):
         why += f"; running as uid {facts.uid} (set ansible_become for sudo -n)"
     return why
+
+
+def _why_not(fact: Parsed[Any], facts: HostFacts) -> str:
+    """Why a parsed fact has no value: not in its owner's form, or unreadable (and why)."""
+    return fact.problem or _unreadable(fact.read, facts)
 
 
 def _instance_label(instance: str) -> str:
@@ -67,18 +65,15 @@ def check_set_event(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> F
     enabled: dict[str, list[str]] = {}
     allowed: dict[str, list[str]] = {}
     errors: list[str] = []
-    for instance, read in sorted(facts.set_event.items()):
-        if not read.ok:
-            if not read.absent:
-                errors.append(_unreadable(read, facts))
+    for instance, fact in sorted(facts.set_event.items()):
+        if fact.value is None:
+            if fact.problem:
+                errors.append(f"{_instance_label(instance)}: {fact.problem}")
+            elif not fact.read.absent:
+                errors.append(_unreadable(fact.read, facts))
             continue
         label = _instance_label(instance)
-        try:
-            events = parse_set_event(read.text or "")
-        except ValueError as exc:
-            errors.append(f"{label}: {exc}")
-            continue
-        for ev in events:
+        for ev in fact.value:
             if ev in dynamic:
                 continue  # left to tracing.probe_events
             if any(fnmatchcase(ev, pat) for pat in allow):
@@ -164,7 +159,7 @@ def check_probe_events(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
 def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
     hot = {str(h) for h in spec.params.get("hot_functions", [])}
     lst = facts.kprobes_list
-    if lst is None or lst.absent:
+    if lst is None or lst.read.absent:
         if not facts.debugfs:
             return _finding(
                 spec,
@@ -173,14 +168,13 @@ def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Fin
                 "(registered kprobes still cost CPU; the audit never mounts)",
             )
         return _finding(spec, SKIP, "no kprobes/list under debugfs (kernel without CONFIG_KPROBES)")
-    if not lst.ok:
-        return _finding(spec, ERROR, f"kprobes/list unreadable: {_unreadable(lst, facts)}")
-    try:
-        entries = parse_kprobes_list(lst.text or "")
-    except ValueError as exc:
-        return _finding(spec, ERROR, f"kprobes/list not understood: {exc}")
+    if not lst.read.ok:
+        return _finding(spec, ERROR, f"kprobes/list unreadable: {_unreadable(lst.read, facts)}")
+    if lst.value is None:
+        return _finding(spec, ERROR, f"kprobes/list not understood: {lst.problem}")
+    entries = lst.value
     en = facts.kprobes_enabled
-    armed = parse_bool_file(en.text or "") if en is not None and en.ok else None
+    armed = en.value if en is not None else None
     evidence: dict[str, Any] = {
         "enabled": armed,
         "entries": [
@@ -200,7 +194,7 @@ def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Fin
     if not entries:
         return _finding(spec, PASS, "no kprobes registered", evidence)
     if armed is None and live:
-        why = _unreadable(en, facts) if en is not None else "kprobes/enabled missing"
+        why = _why_not(en, facts) if en is not None else "kprobes/enabled missing"
         evidence["enabled_error"] = why
         return _finding(
             spec, ERROR, f"{len(live)} kprobe(s) registered, armed state unknown: {why}", evidence
@@ -225,9 +219,7 @@ def check_kprobes(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Fin
 
 @check("netdata.ebpf")
 def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding:
-    running = sorted(
-        pid for pid, comm in facts.processes.items() if comm in ("ebpf.plugin", "ebpf-go.plugin")
-    )
+    running = sorted(pid for pid, comm in facts.processes.items() if comm in EBPF_PLUGINS)
     if not facts.netdata_installed() and not running and not facts.netdata_sources.daemons:
         return _finding(spec, SKIP, "netdata is not installed")
     verdicts = facts.netdata_verdicts()
@@ -242,10 +234,9 @@ def check_netdata_ebpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -
         "ebpf_plugin_pids": running,
         "version": facts.netdata_version_text,
     }
-    if facts.ebpf_conf is not None and facts.ebpf_conf.ok:
-        progs = load_netdata_config(facts.ebpf_conf.text or "").sections.get("ebpf programs", {})
+    if facts.ebpf_programs_on is not None:
         evidence["ebpf_d_conf"] = facts.ebpf_conf_path
-        evidence["programs_on"] = sorted(k for k, v in progs.items() if netdata_true(v.value))
+        evidence["programs_on"] = facts.ebpf_programs_on
     on = [v for v in verdicts if v.on]
     unknown = [v for v in verdicts if v.on is None]
     if on:
@@ -287,7 +278,7 @@ def check_netdata_version(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]
     if not facts.netdata_installed():
         return _finding(spec, SKIP, "netdata is not installed")
     minimum = _version_tuple(spec.params.get("min_version", "1.37.0"))
-    version = parse_netdata_version(facts.netdata_version_text or "")
+    version = facts.netdata_version
     evidence: dict[str, Any] = {
         "version": facts.netdata_version_text,
         "binary": facts.netdata_binary,
@@ -313,14 +304,12 @@ def check_bpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
     evidence: dict[str, Any] = {"source": facts.bpf_source}
     trampolines: list[str] = []
     ef = facts.enabled_functions
-    if ef is not None and ef.ok:
-        trampolines = sorted(
-            f.name for f in parse_enabled_functions(ef.text or "") if f.owner == "bpf-trampoline"
-        )
+    if ef is not None and ef.value is not None:
+        trampolines = sorted(f.name for f in ef.value if f.owner == "bpf-trampoline")
         if trampolines:
             evidence["fentry_trampolines"] = trampolines
-    elif ef is not None and not ef.absent:
-        evidence["enabled_functions_error"] = _unreadable(ef, facts)
+    elif ef is not None and not ef.read.absent:
+        evidence["enabled_functions_error"] = _why_not(ef, facts)
     if facts.bpf_source is None:
         if trampolines:
             return _finding(
@@ -371,7 +360,7 @@ def check_cpu(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
         return _finding(spec, SKIP, "CPU not sampled (--cpu-window 0)")
     if facts.cpu is None:
         return _finding(spec, ERROR, f"CPU sample failed: {facts.cpu_error or 'no /proc/stat'}")
-    threshold = float(spec.params.get("threshold_pct", 25))
+    threshold = float(spec.params.get("threshold_pct", CPU_THRESHOLD_PCT))
     c = facts.cpu
     evidence = {
         "system_pct": c.system_pct,
@@ -426,7 +415,7 @@ def check_file(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Findin
 def run_checks(facts: HostFacts, playbook: Playbook, cpu_window: int) -> list[Finding]:
     """Every check of the playbook on one host's facts; a crashing check becomes an error."""
     ctx = {"cpu_window": cpu_window}
-    unknown = _unknown_host(facts)
+    unknown = facts.unknown_root
     findings = []
     for spec in playbook.checks:
         fn = check_file if spec.path else _REGISTRY[spec.id]
@@ -441,17 +430,3 @@ def run_checks(facts: HostFacts, playbook: Playbook, cpu_window: int) -> list[Fi
             finding = _finding(spec, ERROR, f"{finding.summary}, but {unknown}")
         findings.append(finding)
     return findings
-
-
-def _unknown_host(facts: HostFacts) -> str | None:
-    """Why nothing can be known about the host's mounts, or None when /proc/mounts was read."""
-    mounts = facts.files.get("/proc/mounts")
-    if mounts is None:
-        return "/proc/mounts was not read"
-    if not mounts.ok:
-        return f"{mounts.describe_error()}: not a readable Linux root"
-    # procfs is mounted wherever /proc/mounts is the kernel's own: without that line the
-    # file cannot say whether tracefs or debugfs are mounted.
-    if not any(line.split()[1:3] == ["/proc", "proc"] for line in (mounts.text or "").split("\n")):
-        return "/proc/mounts lists no proc mount: not a Linux root's mount table"
-    return None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from fleet.cpu import cpu_between, parse_proc_stat
 from fleet.model import CpuFigures
@@ -15,7 +17,38 @@ from fleet.netdata_install import (
     ebpf_verdicts,
     install_of,
 )
-from fleet.probe import CommandRun, FileRead, ProbeOutput
+from fleet.netdataconf import load_netdata_config, netdata_true
+from fleet.probe import EBPF_CONF_PATHS, NETDATA_DEFAULT_CONF, CommandRun, FileRead, ProbeOutput
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """One file as read and as its owner's format reads: `value` when the read worked and the
+    text is in the form the owner prints, else None and `problem` says why."""
+
+    read: FileRead
+    value: T | None = None
+    problem: str | None = None  # read, but not in the owner's form
+
+    def why_not(self) -> str:
+        """Why there is no value: the text's problem, or the read's error."""
+        return self.problem or self.read.describe_error()
+
+
+def parsed(read: FileRead | None, parse: Callable[[str], T]) -> Parsed[T] | None:
+    """`read` parsed once (None when the probe did not read it); a ValueError from the parser
+    is the fact's problem, so a damaged file is never taken for an empty one."""
+    if read is None:
+        return None
+    if not read.ok:
+        return Parsed(read)
+    try:
+        return Parsed(read, parse(read.text or ""))
+    except ValueError as exc:
+        return Parsed(read, problem=str(exc))
+
 
 # ---------------------------------------------------------------- tracefs: set_event, events
 # What t_show() prints per enabled event: "%s:%s\n", subsystem and event names (letters,
@@ -146,6 +179,14 @@ def parse_bool_file(text: str) -> bool | None:
     """Kernel boolean files read `1\\n`/`0\\n` (kprobes/enabled, tracing_on)."""
     value = text.strip()
     return {"1": True, "0": False, "Y": True, "N": False}.get(value)
+
+
+def parse_bool_strict(text: str) -> bool:
+    """parse_bool_file, raising ValueError for anything the kernel does not print."""
+    value = parse_bool_file(text)
+    if value is None:
+        raise ValueError(f"not 0 or 1: {text.strip()[:40]!r}")
+    return value
 
 
 # ---------------------------------------------------------------- enabled_functions
@@ -311,25 +352,27 @@ def bpf_from_fdinfo(
 # ---------------------------------------------------------------- the whole host
 @dataclass
 class HostFacts:
+    """Every fact the checks and the fixes read, each parsed once from the probe output."""
+
     uid: int | None
     kernel: str | None
-    lockdown: str | None
+    lockdown: str | None  # the mode in effect (`integrity`), from `none [integrity] ...`
     apparmor: bool | None
     tracefs: str | None
     debugfs: str | None
-    set_event: dict[str, FileRead]  # instance ("" = top) -> read
+    set_event: dict[str, Parsed[list[str]]]  # instance ("" = top) -> `subsystem:event`s
     probe_defs: dict[str, FileRead]  # kprobe_events / uprobe_events / dynamic_events
     probe_events: list[ProbeEvent]
     event_enable: dict[str, dict[str, str | None]]  # "grp/event" -> instance -> EVENT_STATES
-    kprobes_enabled: FileRead | None
-    kprobes_list: FileRead | None
-    enabled_functions: FileRead | None
-    netdata_conf: FileRead | None  # the file in use (first of netdata_sources)
-    netdata_conf_path: str | None
-    ebpf_conf: FileRead | None
+    kprobes_enabled: Parsed[bool] | None
+    kprobes_list: Parsed[list[KprobeEntry]] | None
+    enabled_functions: Parsed[list[FtraceFunction]] | None
+    netdata_conf_path: str | None  # the file in use (first of netdata_sources)
     ebpf_conf_path: str | None
+    ebpf_programs_on: list[str] | None  # ebpf.d.conf's `[ebpf programs]` that are on
     netdata_binary: str | None
     netdata_version_text: str | None
+    netdata_version: tuple[int, int, int] | None
     netdata_plugins: list[str]
     processes: dict[int, str]
     bpf_source: str | None  # "bpftool", "fdinfo" or None
@@ -337,7 +380,10 @@ class HostFacts:
     bpf_error: str | None
     cpu: CpuFigures | None
     cpu_error: str | None
-    files: dict[str, FileRead] = field(default_factory=dict)
+    # Why nothing can be known of the host's mounts (no readable /proc/mounts with a proc
+    # line: a fleet_root typo, an empty tree), or None.
+    unknown_root: str | None = None
+    files: dict[str, FileRead] = field(default_factory=dict)  # the playbook's file checks
     cpu_samples: list[str] = field(default_factory=list)  # /proc/stat, a second apart
     bpf_unreadable: bool = False  # bpftool ran but failed or printed garbage, no fallback
     # Every netdata.conf a netdata here reads now or at its next start (fleet.netdata_install).
@@ -345,7 +391,7 @@ class HostFacts:
     netdata_texts: dict[str, str | None] = field(default_factory=dict)  # None: unreadable
 
     def netdata_installed(self) -> bool:
-        return bool(self.netdata_binary or self.netdata_plugins or self.netdata_conf)
+        return bool(self.netdata_binary or self.netdata_plugins or self.netdata_conf_path)
 
     def netdata_verdicts(self) -> list[Verdict]:
         """Whether each netdata here (running, or at its next start) runs the eBPF plugin,
@@ -364,18 +410,11 @@ def _first_present(
     return None, None
 
 
-NETDATA_CONF_PATHS = ["/etc/netdata/netdata.conf", "/opt/netdata/etc/netdata/netdata.conf"]
-# First file found is used alone (no merge): user dir, legacy name, stock dir (reference 2.2).
-EBPF_CONF_PATHS = [
-    "/etc/netdata/ebpf.d.conf",
-    "/etc/netdata/ebpf.conf",
-    "/usr/lib/netdata/conf.d/ebpf.d.conf",
-    "/usr/lib/netdata/conf.d/ebpf.conf",
-    "/opt/netdata/etc/netdata/ebpf.d.conf",
-    "/opt/netdata/etc/netdata/ebpf.conf",
-    "/opt/netdata/usr/lib/netdata/conf.d/ebpf.d.conf",
-    "/opt/netdata/usr/lib/netdata/conf.d/ebpf.conf",
-]
+# Where the kernel's debugfs is mounted unless /proc/mounts says otherwise.
+DEBUGFS = "/sys/kernel/debug"
+# netdata's eBPF collectors as their processes are named (comm) and their files.
+EBPF_GO_PLUGIN = "ebpf-go.plugin"
+EBPF_PLUGINS = ("ebpf.plugin", EBPF_GO_PLUGIN)
 
 
 def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFacts:
@@ -385,17 +424,18 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
     tracefs = None if tracefs in ("-", "") else tracefs
     debugfs = out.env.get("debugfs", "-")
     debugfs = None if debugfs in ("-", "") else debugfs
-    kdir = f"{debugfs or '/sys/kernel/debug'}/kprobes"
+    kdir = f"{debugfs or DEBUGFS}/kprobes"
 
-    set_event: dict[str, FileRead] = {}
+    set_event: dict[str, Parsed[list[str]]] = {}
     probe_defs: dict[str, FileRead] = {}
     if tracefs:
         inst_prefix = f"{tracefs}/instances/"
         for path, read in f.items():
             if path == f"{tracefs}/set_event":
-                set_event[""] = read
+                set_event[""] = Parsed(read)
             elif path.startswith(inst_prefix) and path.endswith("/set_event"):
-                set_event[path[len(inst_prefix) : -len("/set_event")]] = read
+                set_event[path[len(inst_prefix) : -len("/set_event")]] = Parsed(read)
+        set_event = {i: parsed(p.read, parse_set_event) or p for i, p in set_event.items()}
         for name in ("kprobe_events", "uprobe_events", "dynamic_events"):
             probe_defs[name] = out.file(f"{tracefs}/{name}")
 
@@ -423,10 +463,12 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
     nd_cmd = _installed(out, "netdata_version")
     sources, texts = _netdata_sources(out, nd_cmd.path if nd_cmd else None)
     in_use = sources.paths[0] if sources.paths else None
-    netdata_conf, netdata_conf_path = (f.get(in_use), in_use) if in_use in f else (None, None)
-    if netdata_conf is not None and netdata_conf.absent:
-        netdata_conf, netdata_conf_path = None, None
+    netdata_conf_path = in_use if in_use in f and not f[in_use].absent else None
     ebpf_conf, ebpf_conf_path = _first_present(f, EBPF_CONF_PATHS)
+    ebpf_programs_on = None
+    if ebpf_conf is not None and ebpf_conf.ok:
+        progs = load_netdata_config(ebpf_conf.text or "").sections.get("ebpf programs", {})
+        ebpf_programs_on = sorted(k for k, v in progs.items() if netdata_true(v.value))
 
     bpf_source: str | None = None
     bpf_programs: list[BpfProgram] = []
@@ -468,10 +510,11 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
 
     uid_text = out.env.get("uid", "")
     apparmor = opt("/sys/module/apparmor/parameters/enabled")
+    version_text = (nd_cmd.stdout.strip() or None) if nd_cmd and nd_cmd.rc == 0 else None
     return HostFacts(
         uid=int(uid_text) if uid_text.isdigit() else None,
         kernel=opt("/proc/sys/kernel/osrelease"),
-        lockdown=opt("/sys/kernel/security/lockdown"),
+        lockdown=lockdown_mode(opt("/sys/kernel/security/lockdown")),
         apparmor=None if apparmor is None else apparmor.upper().startswith("Y"),
         tracefs=tracefs,
         debugfs=debugfs,
@@ -479,15 +522,17 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         probe_defs=probe_defs,
         probe_events=list(seen.values()),
         event_enable=event_enable,
-        kprobes_enabled=f.get(f"{kdir}/enabled"),
-        kprobes_list=f.get(f"{kdir}/list"),
-        enabled_functions=f.get(f"{tracefs}/enabled_functions") if tracefs else None,
-        netdata_conf=netdata_conf,
+        kprobes_enabled=parsed(f.get(f"{kdir}/enabled"), parse_bool_strict),
+        kprobes_list=parsed(f.get(f"{kdir}/list"), parse_kprobes_list),
+        enabled_functions=parsed(
+            f.get(f"{tracefs}/enabled_functions") if tracefs else None, parse_enabled_functions
+        ),
         netdata_conf_path=netdata_conf_path,
-        ebpf_conf=ebpf_conf,
         ebpf_conf_path=ebpf_conf_path,
+        ebpf_programs_on=ebpf_programs_on,
         netdata_binary=nd_cmd.path if nd_cmd else None,
-        netdata_version_text=(nd_cmd.stdout.strip() or None) if nd_cmd and nd_cmd.rc == 0 else None,
+        netdata_version_text=version_text,
+        netdata_version=parse_netdata_version(version_text or ""),
         netdata_plugins=list(out.plugins),
         processes=dict(out.procs),
         bpf_source=bpf_source,
@@ -496,6 +541,7 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         bpf_unreadable=bpf_unreadable,
         cpu=cpu,
         cpu_error=cpu_error,
+        unknown_root=_unknown_root(f.get("/proc/mounts")),
         files=dict(f),
         cpu_samples=list(out.stats),
         netdata_sources=sources,
@@ -515,7 +561,9 @@ def _netdata_sources(
     installs = {install_of(p) for p in out.plugins}
     if binary:
         installs.add(install_of(binary))
-    present = {p for p in NETDATA_CONF_PATHS if p in out.files and not out.files[p].absent}
+    present = {
+        p for p in NETDATA_DEFAULT_CONF.values() if p in out.files and not out.files[p].absent
+    }
     sources = config_sources(dict(out.cmdlines), installs, present)
     texts: dict[str, str | None] = {}
     for path in sources.paths:
@@ -532,3 +580,16 @@ def lockdown_mode(text: str | None) -> str | None:
         return None
     m = re.search(r"\[(\w+)\]", text)
     return m.group(1) if m else None
+
+
+def _unknown_root(mounts: FileRead | None) -> str | None:
+    """Why nothing can be known about the host's mounts, or None when /proc/mounts was read."""
+    if mounts is None:
+        return "/proc/mounts was not read"
+    if not mounts.ok:
+        return f"{mounts.describe_error()}: not a readable Linux root"
+    # procfs is mounted wherever /proc/mounts is the kernel's own: without that line the
+    # file cannot say whether tracefs or debugfs are mounted.
+    if not any(line.split()[1:3] == ["/proc", "proc"] for line in (mounts.text or "").split("\n")):
+        return "/proc/mounts lists no proc mount: not a Linux root's mount table"
+    return None

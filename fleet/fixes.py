@@ -1,7 +1,7 @@
 """Remediation steps (pure): from a host's facts to the remote writes that fix it and undo it.
 
 Each step is planned from facts read just before it runs, so it is idempotent: a fixed host
-plans nothing. Steps run in the order the kernel requires (FIX_ORDER):
+plans nothing. Steps run in the order the kernel requires (fleet.model.FIXES):
 
 1. ``netdata.ebpf_off``: ``[plugins] ebpf = no`` in netdata.conf (the rest of the file kept
    byte for byte), then netdata's restart command; ebpf.plugin exits and its kprobes,
@@ -20,31 +20,13 @@ plans nothing. Steps run in the order the kernel requires (FIX_ORDER):
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from fleet.facts import (
-    HostFacts,
-    lockdown_mode,
-    parse_bool_file,
-    parse_kprobes_list,
-    parse_set_event,
-)
-from fleet.model import FAIL, WARN
+from fleet.facts import DEBUGFS, EBPF_GO_PLUGIN, HostFacts
+from fleet.model import FAIL, FIXES, WARN
 from fleet.netdataconf import PLUGINS, set_netdata_value
-
-FIX_ORDER = (
-    "netdata.ebpf_off",
-    "tracing.probe_events_off",
-    "tracing.set_event_clear",
-    "kprobes.disarm",
-)
-FIX_TITLES = {
-    "netdata.ebpf_off": "netdata eBPF plugin off ([plugins] ebpf = no), netdata restarted",
-    "tracing.probe_events_off": "enabled probe events disabled (definitions kept)",
-    "tracing.set_event_clear": "tracepoint events cleared from set_event",
-    "kprobes.disarm": "kprobes globally disarmed (kprobes/enabled = 0)",
-}
 
 
 @dataclass(frozen=True)
@@ -96,6 +78,23 @@ class PlanInput:
     set_event_allow: tuple[str, ...] = ()
 
 
+Planner = Callable[[HostFacts, "PlanInput"], "Step | None"]
+_PLANNERS: dict[str, Planner] = {}
+
+
+def planner(fix_id: str) -> Callable[[Planner], Planner]:
+    """Register the planner of one fix id of fleet.model.FIXES."""
+    if fix_id not in FIXES:
+        raise ValueError(f"{fix_id} is not a fix id of fleet.model.FIXES")
+
+    def register(fn: Planner) -> Planner:
+        _PLANNERS[fix_id] = fn
+        return fn
+
+    return register
+
+
+@planner("netdata.ebpf_off")
 def plan_netdata(facts: HostFacts, inp: PlanInput) -> Step | None:
     status = inp.check_status.get("netdata.ebpf")
     if status not in (FAIL, WARN):
@@ -112,7 +111,7 @@ def plan_netdata(facts: HostFacts, inp: PlanInput) -> Step | None:
     if stuck is not None:
         step.blocked = f"{stuck.describe()}: no file turns it off; change netdata's command line"
         return step
-    go = any(p.endswith("/ebpf-go.plugin") for p in facts.netdata_plugins)
+    go = any(p.endswith("/" + EBPF_GO_PLUGIN) for p in facts.netdata_plugins)
     for path in dict.fromkeys(v.edit for v in verdicts if v.edit):
         if path not in facts.netdata_texts:
             step.blocked = (
@@ -142,6 +141,7 @@ def _instance_dir(tracefs: str, instance: str) -> str:
     return tracefs if instance == "" else f"{tracefs}/instances/{instance}"
 
 
+@planner("tracing.probe_events_off")
 def plan_probe_events(facts: HostFacts, inp: PlanInput) -> Step | None:
     if not facts.tracefs:
         return None
@@ -160,27 +160,26 @@ def plan_probe_events(facts: HostFacts, inp: PlanInput) -> Step | None:
     return step if step.ops else None
 
 
+@planner("tracing.set_event_clear")
 def plan_set_event(facts: HostFacts, inp: PlanInput) -> Step | None:
     if not facts.tracefs:
         return None
     step = Step("tracing.set_event_clear")
     problems = []
-    for instance, read in sorted(facts.set_event.items()):
+    for instance, fact in sorted(facts.set_event.items()):
         path = f"{_instance_dir(facts.tracefs, instance)}/set_event"
-        if not read.ok:
-            if not read.absent:
-                problems.append(read.describe_error())
-            continue
-        try:
-            events = parse_set_event(read.text or "")
-        except ValueError as exc:
-            problems.append(f"{path}: {exc}")
+        events = fact.value
+        if events is None:
+            if fact.problem:
+                problems.append(f"{path}: {fact.problem}")
+            elif not fact.read.absent:
+                problems.append(fact.read.describe_error())
             continue
         keep = [e for e in events if any(fnmatchcase(e, p) for p in inp.set_event_allow)]
         drop = [e for e in events if e not in keep]
         if not drop:
             continue
-        before = read.text or ""
+        before = fact.read.text or ""  # the exact bytes the write compares against
         after = _lines_text(keep)
         if keep:
             step.ops.append(Op("append", path, before, "\n".join(f"!{e}" for e in drop)))
@@ -194,45 +193,37 @@ def plan_set_event(facts: HostFacts, inp: PlanInput) -> Step | None:
     return step if step.ops else None
 
 
+@planner("kprobes.disarm")
 def plan_kprobes(facts: HostFacts, inp: PlanInput) -> Step | None:
     lst = facts.kprobes_list
-    if lst is None or not lst.ok:
+    if lst is None or not lst.read.ok:
         return None
-    path = f"{facts.debugfs or '/sys/kernel/debug'}/kprobes/enabled"
+    path = f"{facts.debugfs or DEBUGFS}/kprobes/enabled"
     step = Step("kprobes.disarm")
-    try:
-        armed_entries = [e for e in parse_kprobes_list(lst.text or "") if e.armed_candidate]
-    except ValueError as exc:
-        step.blocked = f"kprobes/list not understood ({exc}): check it by hand"
+    if lst.value is None:
+        step.blocked = f"kprobes/list not understood ({lst.problem}): check it by hand"
         return step
-    if not armed_entries:
+    if not any(e.armed_candidate for e in lst.value):
         return None
     en = facts.kprobes_enabled
-    if en is None or not en.ok:
-        why = en.describe_error() if en is not None else f"{path}: not read"
-        mode = lockdown_mode(facts.lockdown)
+    if en is None or not en.read.ok:
+        why = en.read.describe_error() if en is not None else f"{path}: not read"
+        mode = facts.lockdown
         lockdown = f" (lockdown={mode})" if mode not in (None, "none") else ""
         step.blocked = f"cannot read or write kprobes/enabled: {why}{lockdown}"
         return step
-    if parse_bool_file(en.text or "") is not True:
+    if en.value is not True:
         return None
-    step.ops = [Op("set", path, en.text or "", "0\n")]
-    step.undo = [Op("set", path, "0\n", en.text or "")]
-    step.changes = [Change(path, en.text or "", "0\n")]
+    text = en.read.text or ""  # the exact bytes the write compares against
+    step.ops = [Op("set", path, text, "0\n")]
+    step.undo = [Op("set", path, "0\n", text)]
+    step.changes = [Change(path, text, "0\n")]
     return step
-
-
-PLANNERS = {
-    "netdata.ebpf_off": plan_netdata,
-    "tracing.probe_events_off": plan_probe_events,
-    "tracing.set_event_clear": plan_set_event,
-    "kprobes.disarm": plan_kprobes,
-}
 
 
 def plan_step(step_id: str, facts: HostFacts, inp: PlanInput) -> Step | None:
     """The step as it would run now, or None when the host needs nothing from it."""
-    return PLANNERS[step_id](facts, inp)
+    return _PLANNERS[step_id](facts, inp)
 
 
 def render_diff(step: Step) -> list[str]:

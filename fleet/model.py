@@ -27,6 +27,29 @@ HOST_STATUSES = (COMPLIANT, NON_COMPLIANT, ERROR, UNREACHABLE)
 # A report's view: a failure under a waiver in effect, a host whose failures all are.
 WAIVED = "waived"
 
+# The built-in checks (contract ids, docs/checks.md). fleet.checks registers one function for
+# each; a playbook may name only these (or define `type: file` checks of its own).
+CHECK_IDS = (
+    "tracing.set_event",
+    "tracing.probe_events",
+    "kprobes.registered",
+    "netdata.ebpf",
+    "netdata.version",
+    "bpf.tracing_programs",
+    "cpu.system",
+)
+# The remediation steps, in the order the kernel requires, with what each does. fleet.fixes
+# registers one planner for each; a playbook lists them in this order.
+FIXES = {
+    "netdata.ebpf_off": "netdata eBPF plugin off ([plugins] ebpf = no), netdata restarted",
+    "tracing.probe_events_off": "enabled probe events disabled (definitions kept)",
+    "tracing.set_event_clear": "tracepoint events cleared from set_event",
+    "kprobes.disarm": "kprobes globally disarmed (kprobes/enabled = 0)",
+}
+FIX_IDS = tuple(FIXES)
+# cpu.system's default threshold (the playbook's `threshold_pct`): system CPU above it fails.
+CPU_THRESHOLD_PCT = 25.0
+
 
 @dataclass(frozen=True)
 class CpuShare:

@@ -14,12 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fleet.netdataconf import PLUGINS, NetdataConfig, Setting, load_netdata_config, plugin_enabled
+from fleet.probe import NETDATA_DEFAULT_CONF as DEFAULT_CONF
 
 STATIC_PREFIX = "/opt/netdata/"
-DEFAULT_CONF = {
-    "distro": "/etc/netdata/netdata.conf",
-    "static": "/opt/netdata/etc/netdata/netdata.conf",
-}
 # netdata 1.36-1.37 daemon/main.c option_definitions: letters followed by ':' take an argument.
 _OPTSTRING = "c:DdhP:i:p:s:t:u:vVW:"
 _TAKES_ARG = {c for i, c in enumerate(_OPTSTRING) if c != ":" and _OPTSTRING[i + 1 : i + 2] == ":"}

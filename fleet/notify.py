@@ -131,7 +131,10 @@ def post_json(
 
         def send() -> None:
             try:
-                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                # Per read, longer than the attempt: the attempt's deadline below decides (a
+                # loaded machine must not turn a trickle into a read timeout by chance); this
+                # one only ends the abandoned thread.
+                with urllib.request.urlopen(req, timeout=timeout * 2) as resp:
                     answer.put(int(resp.status))
             except BaseException as exc:  # handed to the caller's thread
                 answer.put(exc)

@@ -9,18 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import PlaybookError
-from fleet.model import FAIL, PASS, SEVERITIES, SKIP
+from fleet.model import CHECK_IDS, FAIL, FIX_IDS, PASS, SEVERITIES, SKIP
 from fleet.yamlfile import line_of, load_yaml
 
-BUILTIN_CHECKS = (
-    "tracing.set_event",
-    "tracing.probe_events",
-    "kprobes.registered",
-    "netdata.ebpf",
-    "netdata.version",
-    "bpf.tracing_programs",
-    "cpu.system",
-)
 FILE_TESTS = ("equals", "empty", "ini")
 
 
@@ -35,6 +26,10 @@ class CheckSpec:
     path: str | None = None
     test: dict[str, Any] | None = None
     when_absent: str = SKIP
+
+
+# How long netdata.ebpf_off waits for ebpf.plugin to exit after the restart (its `wait_s`).
+NETDATA_WAIT_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +51,13 @@ class Playbook:
 
     def check(self, check_id: str) -> CheckSpec | None:
         return next((c for c in self.checks if c.id == check_id), None)
+
+    @property
+    def netdata_wait_s(self) -> float:
+        """Seconds a restart of netdata may take to stop ebpf.plugin (netdata.ebpf_off's
+        `wait_s`): the step's wait, and its undo's."""
+        fix = next((f for f in self.fixes if f.id == "netdata.ebpf_off"), None)
+        return float((fix.params if fix else {}).get("wait_s", NETDATA_WAIT_S))
 
     @property
     def extra_files(self) -> tuple[str, ...]:
@@ -111,11 +113,11 @@ def _check(raw: Any, path: Path, index: int) -> CheckSpec:
         raise PlaybookError(f"{where}: params must be a mapping")
     title = raw.get("title") or raw.get("text") or cid
     remediation = raw.get("remediation")
-    ctype = raw.get("type", "builtin" if cid in BUILTIN_CHECKS else None)
+    ctype = raw.get("type", "builtin" if cid in CHECK_IDS else None)
     if ctype == "builtin":
-        if cid not in BUILTIN_CHECKS:
+        if cid not in CHECK_IDS:
             raise PlaybookError(
-                f"{where}: no built-in check with this id (built-in: {', '.join(BUILTIN_CHECKS)})"
+                f"{where}: no built-in check with this id (built-in: {', '.join(CHECK_IDS)})"
             )
         return CheckSpec(cid, str(title), severity, remediation, dict(params))
     if ctype != "file":
@@ -144,8 +146,6 @@ def _check(raw: Any, path: Path, index: int) -> CheckSpec:
 def _fixes(raw: Any, path: Path) -> tuple[FixSpec, ...]:
     """`fixes:` lists steps by id; they run in the kernel's order, which the file must follow
     so that a reviewer reads them in the order they happen."""
-    from fleet.fixes import FIX_ORDER
-
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -160,13 +160,13 @@ def _fixes(raw: Any, path: Path) -> tuple[FixSpec, ...]:
         if unknown:
             raise PlaybookError(f"{where}: fix has unknown key(s): {', '.join(unknown)}")
         fid = item["id"]
-        if fid not in FIX_ORDER:
-            raise PlaybookError(f"{where}: unknown fix {fid!r} (known: {', '.join(FIX_ORDER)})")
-        pos = FIX_ORDER.index(fid)
+        if fid not in FIX_IDS:
+            raise PlaybookError(f"{where}: unknown fix {fid!r} (known: {', '.join(FIX_IDS)})")
+        pos = FIX_IDS.index(fid)
         if pos <= last:
             raise PlaybookError(
-                f"{where}: fix {fid} must come before {FIX_ORDER[last]} "
-                f"(order: {' -> '.join(FIX_ORDER)})"
+                f"{where}: fix {fid} must come before {FIX_IDS[last]} "
+                f"(order: {' -> '.join(FIX_IDS)})"
             )
         last = pos
         params = item.get("params") or {}

@@ -93,10 +93,30 @@ def new_nonce() -> str:
     return secrets.token_hex(12)
 
 
+# Where each netdata install reads netdata.conf by default (fleet.netdata_install).
+NETDATA_DEFAULT_CONF = {
+    "distro": "/etc/netdata/netdata.conf",
+    "static": "/opt/netdata/etc/netdata/netdata.conf",
+}
+# First file found is used alone (no merge): user dir, legacy name, stock dir (reference 2.2).
+EBPF_CONF_PATHS = [
+    "/etc/netdata/ebpf.d.conf",
+    "/etc/netdata/ebpf.conf",
+    "/usr/lib/netdata/conf.d/ebpf.d.conf",
+    "/usr/lib/netdata/conf.d/ebpf.conf",
+    "/opt/netdata/etc/netdata/ebpf.d.conf",
+    "/opt/netdata/etc/netdata/ebpf.conf",
+    "/opt/netdata/usr/lib/netdata/conf.d/ebpf.d.conf",
+    "/opt/netdata/usr/lib/netdata/conf.d/ebpf.conf",
+]
+
+
 def probe_stdin(nonce: str, root: str, cpu_window: int, extra_files: tuple[str, ...] = ()) -> bytes:
-    """What the remote `sh -s` reads: the arguments, then the script (fleet/remote_shell.py;
-    sudo, when the host wants it, is put around the command by fleet/become.py)."""
-    return script_stdin(probe_script(), (nonce, root, str(cpu_window), *extra_files))
+    """What the remote `sh -s` reads: the arguments (netdata's config files and `extra_files`
+    among them), then the script (fleet/remote_shell.py; sudo, when the host wants it, is put
+    around the command by fleet/become.py)."""
+    files = dict.fromkeys([*NETDATA_DEFAULT_CONF.values(), *EBPF_CONF_PATHS, *extra_files])
+    return script_stdin(probe_script(), (nonce, root, str(cpu_window), *files))
 
 
 def _strip_root(root: str, path: str) -> str:

@@ -46,7 +46,8 @@ s env uid "$(id -u)"
 s env tracefs "${T:--}"
 s env debugfs "${D:--}"
 
-# Playbook file checks arrive as the remaining arguments; the fixed reads are added to them.
+# netdata's config files and the playbook's file checks arrive as the remaining arguments
+# (fleet/probe.py); the fixed reads are added to them.
 set -- "$@" /proc/mounts /proc/sys/kernel/osrelease /sys/kernel/security/lockdown \
   /sys/module/apparmor/parameters/enabled "$K/enabled" "$K/list"
 if [ -n "$T" ]; then
@@ -56,12 +57,6 @@ if [ -n "$T" ]; then
     [ -d "$i" ] && set -- "$@" "${i#"$R"}/set_event"
   done
 fi
-for d in /etc/netdata /opt/netdata/etc/netdata; do
-  set -- "$@" "$d/netdata.conf" "$d/ebpf.d.conf" "$d/ebpf.conf"
-done
-for d in /usr/lib/netdata/conf.d /opt/netdata/usr/lib/netdata/conf.d; do
-  set -- "$@" "$d/ebpf.d.conf" "$d/ebpf.conf"
-done
 n=$#
 for f in "$@"; do set -- "$@" "$R$f"; done
 shift "$n"

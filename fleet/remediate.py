@@ -17,12 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import paramiko
-
 from fleet.apply import ApplyOutput, apply_stdin, parse_apply_output, read_stdin
 from fleet.audit import AuditContext, host_failed, probe_host
 from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
-from fleet.facts import HostFacts
+from fleet.facts import EBPF_PLUGINS, HostFacts
 from fleet.fixes import Op, PlanInput, Step, plan_step, render_diff
 from fleet.inventory import Host
 from fleet.journal import Journal, JournaledRun, JournaledStep, operator, ops_json
@@ -49,7 +47,7 @@ from fleet.remediation_results import (
 )
 from fleet.remote_shell import shell_command
 from fleet.runner import Progress, run_hosts
-from fleet.ssh import CommandTimeout, Connection, RunResult, SSHError, connect
+from fleet.ssh import CommandTimeout, Connection, RunResult, SSHError, TransportError, connect
 from fleet.verify import NOT_MEASURED, WORSE, Verdict, cpu_verdict, intervals
 
 LOCK_PATH = "/run/fleet-remediate.lock"
@@ -215,7 +213,7 @@ def _release_quietly(s: _Session, owner: str | None) -> None:
     """In a finally: a lock left behind is seen as stale by the next run and taken over."""
     if owner is None:
         return
-    with contextlib.suppress(StepFailed, CommandTimeout, paramiko.SSHException, OSError, EOFError):
+    with contextlib.suppress(StepFailed, TransportError):
         release_lock(s, owner)
 
 
@@ -288,7 +286,7 @@ def _run_step(s: _Session, step: Step, seq: int) -> StepResult:
             "changes": [vars(c) for c in step.changes],
         },
     )
-    wait = float(_fix_params(ctx, step.id).get("wait_s", 180)) if step.restarts_netdata else 0.0
+    wait = ctx.audit.playbook.netdata_wait_s if step.restarts_netdata else 0.0
     out = s.apply(step.ops, extra=wait)
     result = _planned(step, APPLIED)
     for op, r in zip(step.ops, out.results, strict=False):
@@ -332,17 +330,13 @@ class _StepError(StepFailed):
         self.wrote = wrote  # False: its checks failed before any write
 
 
-def _fix_params(ctx: RemediateContext, step_id: str) -> dict[str, Any]:
-    return next((f.params for f in ctx.audit.playbook.fixes if f.id == step_id), {})
-
-
 def _wait_netdata_gone(s: _Session, wait_s: float) -> Reading:
     """Poll until ebpf.plugin has exited (taking its kprobes and BPF programs with it)."""
     end = time.monotonic() + wait_s
     while True:
         res = s.probe(0)
         procs = res.facts.processes.values()
-        if not any(c in ("ebpf.plugin", "ebpf-go.plugin") for c in procs):
+        if not any(c in EBPF_PLUGINS for c in procs):
             return res
         if time.monotonic() >= end:
             raise StepFailed(f"ebpf.plugin still running {wait_s:g} s after the restart")
@@ -375,7 +369,7 @@ def _undo_step(s: _Session, step: JournaledStep) -> str | None:
     if not ops:
         return None
     # A restart may take as long as the step allows netdata to stop (its wait_s).
-    wait = float(_fix_params(s.ctx, step.step).get("wait_s", 180))
+    wait = s.ctx.audit.playbook.netdata_wait_s
     out = s.apply(ops, extra=wait if any(o.mode == "run" for o in ops) else 0.0)
     if out.ok:
         return None
@@ -453,7 +447,7 @@ def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
             step = plan_step(step_id, res.facts, _plan_input(s, step_id, res, res.facts))
             if step is not None:
                 rem.steps.append(_planned(step, SKIPPED if step.blocked else PLANNED))
-    except (StepFailed, CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
+    except (StepFailed, TransportError) as exc:
         res = HostResult(host.name, host.address, host.port, ERROR, str(exc), 0.0)
         rem = HostRemediation(res, ctx.run_id, failed=True)
     finally:
@@ -488,9 +482,9 @@ def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
         # No undo either: an undo that cannot be journaled is a write nobody could audit.
         journaled = "; what was applied is journaled: fleet rollback undoes it" if rem.steps else ""
         rem.result.status, rem.result.error, rem.failed = ERROR, f"{exc}{journaled}", True
-    except (CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
+    except TransportError as exc:
         undo = "; the journal keeps what was applied: fleet rollback undoes it" if rem.steps else ""
-        rem.result.error = f"connection lost or timed out: {exc}{undo}"
+        rem.result.error = f"{exc}{undo}"
         rem.result.status = ERROR
         rem.failed = True
     finally:
@@ -570,8 +564,7 @@ def _remediate_locked(s: _Session, rem: HostRemediation, lock_note: str | None) 
             results[seq] = result
             rem.steps.append(result)
             if step.restarts_netdata:
-                wait_s = float(_fix_params(ctx, step_id).get("wait_s", 180))
-                current = _wait_netdata_gone(s, wait_s)
+                current = _wait_netdata_gone(s, ctx.audit.playbook.netdata_wait_s)
         except StepFailed as exc:
             if isinstance(exc, Interrupted) and step is None:
                 what = f"{exc} before step {step_id}"  # nothing of this step was written
@@ -659,9 +652,9 @@ def rollback_host(host: Host, ctx: RemediateContext, run: JournaledRun) -> HostR
             rem.result.error = "not every step could be restored (see steps)"
     except (StepFailed, JournalFailed) as exc:
         rem.result.status, rem.result.error, rem.failed = ERROR, str(exc), True
-    except (CommandTimeout, paramiko.SSHException, OSError, EOFError) as exc:
+    except TransportError as exc:
         rem.result.status, rem.failed = ERROR, True
-        rem.result.error = f"connection lost or timed out: {exc}"
+        rem.result.error = str(exc)
     finally:
         _release_quietly(s, owner)
         s.conn.close()

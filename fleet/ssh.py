@@ -16,7 +16,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import paramiko
 from paramiko import Channel
@@ -39,11 +38,20 @@ from fleet.inventory import Host
 from fleet.jump import ChannelSocket, JumpError, JumpPool, describe, via_ssh_command
 
 
-class SSHError(Exception):
+class TransportError(Exception):
+    """Whatever went wrong between fleet and a host, connecting or running a command: the
+    one type callers catch. Its message is the host's one-line reason."""
+
+
+class SSHError(TransportError):
     """No session could be opened (the host counts as unreachable)."""
 
 
-class CommandTimeout(Exception):
+class ConnectionLost(TransportError):
+    """The session broke while a command was started or read (a reset, a dead bastion)."""
+
+
+class CommandTimeout(TransportError):
     """The remote command did not finish before the host's deadline."""
 
 
@@ -206,10 +214,14 @@ class Connection:
         Split in two so a caller can stop counting the host against --forks while the remote
         side only sleeps (the CPU sample window). With a become password, sudo's prompt is
         answered here and `stdin` goes out only once the command itself runs. Raises
-        BecomeError when sudo does not start the command."""
+        BecomeError when sudo does not start the command, TransportError when the session
+        breaks."""
         deadline = deadline or (time.monotonic() + 3600)
         wrapped = wrap(command, become)
-        chan = self.transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            chan = self.transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
+        except _BROKEN as exc:
+            raise self._lost(exc) from None
         try:
             chan.exec_command(wrapped.command)
             held = b""
@@ -218,13 +230,16 @@ class Connection:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
+        except _BROKEN as exc:
+            chan.close()
+            raise self._lost(exc) from None
         except BaseException:
             chan.close()
             raise
         return Exec(chan, held)
 
     def collect(self, ex: Exec, deadline: float | None = None) -> RunResult:
-        """Read a started command's output and exit status. Raises CommandTimeout."""
+        """Read a started command's output and exit status. Raises TransportError."""
         deadline = deadline or (time.monotonic() + 3600)
         chan = ex.chan
         try:
@@ -233,8 +248,16 @@ class Connection:
             if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
                 raise CommandTimeout("remote command did not exit before the deadline")
             rc = chan.recv_exit_status()
+        except _BROKEN as exc:
+            raise self._lost(exc) from None
+        except CommandTimeout as exc:
+            raise self._bastion_lost() or exc from None
         finally:
             chan.close()
+        if rc == -1:  # no exit status: the session ended without one
+            lost = self._bastion_lost()
+            if lost is not None:
+                raise lost
         return RunResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     def run(
@@ -249,6 +272,31 @@ class Connection:
 
     def close(self) -> None:
         self.transport.close()
+
+    def _lost(self, exc: BaseException) -> TransportError:
+        return self._bastion_lost() or ConnectionLost(
+            f"connection lost: {exc or type(exc).__name__}"
+        )
+
+    def _bastion_lost(self) -> TransportError | None:
+        """The error naming the bastion when the target rode one that is gone, else None."""
+        sock = self.transport.sock
+        if not isinstance(sock, ChannelSocket):
+            return None
+        # Ask the bastion, not this transport: when the bastion dies mid-command this one may
+        # not have noticed yet while its reads already failed.
+        bastion = sock.bastion_transport()
+        # The bastion's transport closes its channels before it marks itself inactive.
+        bastion.join(timeout=1.0)
+        if bastion.is_active():
+            return None
+        return ConnectionLost(
+            f"connection lost: via bastion {describe(self.endpoint.jump)}: it went away"
+        )
+
+
+# What a broken session raises from paramiko and the socket below it.
+_BROKEN = (paramiko.SSHException, OSError, EOFError)
 
 
 @dataclass(frozen=True)
@@ -302,7 +350,7 @@ def _answer_sudo(chan: Channel, wrapped: Wrapped, password: str, deadline: float
 OUTPUT_LIMIT = 16 * 1024 * 1024
 
 
-class OutputTooLarge(Exception):
+class OutputTooLarge(TransportError):
     """The remote command printed more than OUTPUT_LIMIT bytes; its channel was closed."""
 
 
@@ -423,48 +471,6 @@ def _socket(
     return sock
 
 
-class _JumpedConnection(Connection):
-    """A target reached through a bastion's channel. If the bastion goes away mid-command,
-    the target's transport only sees its channel close; say which bastion it was."""
-
-    def start(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().start(*args, **kwargs)
-        except (paramiko.SSHException, EOFError, OSError):
-            lost = self._bastion_lost()
-            if lost is None:
-                raise
-            raise lost from None
-
-    def collect(self, *args: Any, **kwargs: Any) -> RunResult:
-        try:
-            res = super().collect(*args, **kwargs)
-        except (paramiko.SSHException, EOFError, OSError, CommandTimeout):
-            lost = self._bastion_lost()
-            if lost is None:
-                raise
-            raise lost from None
-        if res.rc == -1:  # no exit status: the session ended without one
-            lost = self._bastion_lost()
-            if lost is not None:
-                raise lost
-        return res
-
-    def _bastion_lost(self) -> paramiko.SSHException | None:
-        """The error naming the bastion when its connection is gone, else None."""
-        sock = self.transport.sock
-        if not isinstance(sock, ChannelSocket):
-            return None
-        # Ask the bastion, not this transport: when the bastion dies mid-command this one may
-        # not have noticed yet while its reads already failed.
-        bastion = sock.bastion_transport()
-        # The bastion's transport closes its channels before it marks itself inactive.
-        bastion.join(timeout=1.0)
-        if bastion.is_active():
-            return None
-        return paramiko.SSHException(f"via bastion {describe(self.endpoint.jump)}: it went away")
-
-
 # AEAD ciphers first: with AES-GCM paramiko has no separate MAC to compute and check per
 # packet (its check is a pure-Python byte loop); OpenSSH has offered both since 6.2.
 _PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -524,8 +530,6 @@ def _connect_once(
         # The contract: no authentication attempt before the host key is accepted.
         known.verify(name, t.get_remote_server_key(), opts.accept_new_host_keys)
         _authenticate(t, endpoint, keys, until)
-        if isinstance(sock, ChannelSocket):
-            return _JumpedConnection(t, endpoint)
         return Connection(t, endpoint)
     except (paramiko.SSHException, EOFError, OSError) as exc:
         t.close()
@@ -541,9 +545,7 @@ def _connect_once(
         raise
 
 
-def _authenticate(
-    t: paramiko.Transport, endpoint: Endpoint, keys: KeyCache, until: float
-) -> None:
+def _authenticate(t: paramiko.Transport, endpoint: Endpoint, keys: KeyCache, until: float) -> None:
     """Try each key in turn, all of them within `until` (paramiko's auth_timeout is per
     attempt: a server stalling every attempt would cost one full timeout per key)."""
     candidates: list[paramiko.PKey] = [keys.get(k) for k in endpoint.key_files]

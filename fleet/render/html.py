@@ -9,11 +9,9 @@ import json
 from html import escape
 
 from fleet import __version__
-from fleet.model import ERROR, WARN, Finding, HostResult
+from fleet.model import CPU_THRESHOLD_PCT, ERROR, WARN, Finding, HostResult
 from fleet.render import drift_text
 from fleet.reportdata import CHECK_STATES, HOST_STATES, ReportData
-
-DEFAULT_THRESHOLD = 25.0
 
 CSS = """
 :root{--bg:#fff;--fg:#1b1f24;--mut:#5b6470;--line:#d8dde3;--card:#f5f7f9;
@@ -143,7 +141,7 @@ def _threshold(h: HostResult) -> float:
     for f in h.checks:
         if f.id == "cpu.system" and isinstance(f.evidence.get("threshold_pct"), int | float):
             return float(f.evidence["threshold_pct"])
-    return DEFAULT_THRESHOLD
+    return CPU_THRESHOLD_PCT
 
 
 def _drift(data: ReportData) -> str:

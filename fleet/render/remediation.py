@@ -7,8 +7,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from fleet.fixes import FIX_TITLES
-from fleet.model import SKIPPED, UNREACHABLE
+from fleet.model import FIXES, SKIPPED, UNREACHABLE
 from fleet.remediation_results import PLANNED, HostRemediation, RemediationRun
 from fleet.render.json_out import SCHEMA, summary
 
@@ -32,7 +31,7 @@ def render_plan(run: RemediationRun) -> str:
         lines.append(f"{h.name}: {len(planned)} step(s) to apply ({h.status})")
         for s in h.steps:
             note = f" - {s.error}" if s.error else ""
-            lines.append(f"  [{s.status}] {s.id}: {FIX_TITLES[s.id]}{note}")
+            lines.append(f"  [{s.status}] {s.id}: {FIXES[s.id]}{note}")
             lines += [f"  {d}" for d in s.diff]
     hosts = sum(1 for h in run.hosts if any(s.status == PLANNED for s in h.steps))
     lines.append("")

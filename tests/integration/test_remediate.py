@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from fleet import lab
-from tests.helpers import immutable
+from tests.helpers import immutable, process_cmdlines
 from tests.integration.conftest import fleet_argv, fleet_env, run_fleet
 
 pytestmark = pytest.mark.integration
@@ -511,25 +511,10 @@ def test_a_netdata_restart_that_fails_or_hangs_ends_within_the_deadline_and_is_u
     assert (tree / "etc/netdata/netdata.conf").read_bytes() == conf
     assert not (tree / "run/fleet-remediate.lock").exists()
     stop = time.monotonic() + 30  # the host's own timeout -k ends the restart: a hang guard
-    while any(marker.encode() in p.read_bytes() for p in _cmdlines()) and time.monotonic() < stop:
+    running = lambda: any(marker.encode() in c for c in process_cmdlines().values())  # noqa: E731
+    while running() and time.monotonic() < stop:
         time.sleep(0.5)
-    assert not any(marker.encode() in p.read_bytes() for p in _cmdlines())
-
-
-def _cmdlines() -> list[Path]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and (d / "cmdline").exists():
-            out.append(d / "cmdline")
-    return [p for p in out if _readable(p)]
-
-
-def _readable(p: Path) -> bool:
-    try:
-        p.read_bytes()
-    except OSError:
-        return False
-    return True
+    assert not running()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fleet import lab
 from fleet.lab.trees import make_host_tree
-from tests.helpers import run_probe, write
+from tests.helpers import process_cmdlines, run_probe, write
 from tests.integration.conftest import audit_json, run_fleet, statuses
 from tests.integration.test_remediate import apply, fleet_lab, rollback, root, snapshot
 
@@ -83,15 +83,10 @@ def test_a_netdata_conf_of_200_kb_is_remediated_and_rolled_back(fleet_lab: lab.L
 
 def _processes_mentioning(text: str) -> list[str]:
     found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
+    for pid, raw in process_cmdlines().items():
+        cmd = raw.replace(b"\0", b" ").decode("utf-8", "replace")
         if text in cmd:
-            found.append(f"{d.name}: {cmd}")
+            found.append(f"{pid}: {cmd}")
     return found
 
 

@@ -30,6 +30,7 @@ from fleet import lab
 from fleet.become import Become, BecomeError
 from fleet.endpoint import Endpoint
 from fleet.ssh import Connection
+from tests.helpers import process_cmdlines
 from tests.integration.conftest import by_name, fleet_argv, fleet_env, statuses
 
 pytestmark = pytest.mark.integration
@@ -395,15 +396,6 @@ def test_remediate_apply_and_rollback_through_sudo(
 # --- the password goes nowhere -------------------------------------------------------------
 
 
-def _cmdlines() -> list[bytes]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            with contextlib.suppress(OSError):
-                out.append((p / "cmdline").read_bytes())
-    return out
-
-
 def test_the_password_appears_in_no_output_log_journal_history_or_command_line(
     sudo_lab: lab.LabInfo, password: str, tmp_path: Path
 ) -> None:
@@ -420,7 +412,7 @@ def test_the_password_appears_in_no_output_log_journal_history_or_command_line(
 
     def watch() -> None:
         while not stop.is_set():
-            seen.update(_cmdlines())
+            seen.update(process_cmdlines().values())
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)

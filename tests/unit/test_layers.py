@@ -36,3 +36,21 @@ def test_reading_results_does_not_load_ssh(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "", f"importing {module} loads {out}"
+
+
+def test_every_built_in_check_id_has_one_function_and_nothing_else_registers() -> None:
+    from fleet import checks
+    from fleet.model import CHECK_IDS
+
+    assert sorted(checks._REGISTRY) == sorted(CHECK_IDS)
+    with pytest.raises(ValueError, match="not a check id"):
+        checks.check("tracing.typo")
+
+
+def test_every_fix_id_has_one_planner_in_the_kernels_order() -> None:
+    from fleet import fixes
+    from fleet.model import FIX_IDS
+
+    assert list(fixes._PLANNERS) == list(FIX_IDS)
+    with pytest.raises(ValueError, match="not a fix id"):
+        fixes.planner("kprobes.typo")

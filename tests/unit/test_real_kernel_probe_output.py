@@ -73,5 +73,5 @@ def test_integrity_lockdown_makes_armed_state_unknown_not_empty(stem: str) -> No
     kp = r["by_id"]["kprobes.registered"]
     assert kp.status == "error"
     assert "EPERM" in kp.summary and "lockdown is 'integrity'" in kp.summary
-    assert r["facts"].kprobes_enabled.errno == "EPERM"
-    assert r["facts"].kprobes_list.ok
+    assert r["facts"].kprobes_enabled.read.errno == "EPERM"
+    assert r["facts"].kprobes_list.value is not None
