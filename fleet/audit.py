@@ -29,6 +29,7 @@ from fleet.runner import Progress, run_hosts
 from fleet.ssh import (
     Connection,
     KeyCache,
+    RunResult,
     SSHError,
     SSHOptions,
     TransportError,
@@ -88,26 +89,28 @@ class AuditContext:
 
 
 def probe_host(
-    conn: Connection, host: Host, ctx: AuditContext, deadline: float, window: int | None = None
+    conn: Connection, host: Host, ctx: AuditContext, deadline: float
 ) -> tuple[HostResult, HostFacts | None]:
-    """Run the probe over an open connection (one exec) and judge the output: the result,
-    and the facts it was judged from (None when the output could not be read; a remediation
-    plans from them).
-
-    `window` overrides the context's CPU window (a remediation re-reads state with 0)."""
-    window = ctx.cpu_window if window is None else window
+    """Run the probe over an open connection (one exec) and judge its output."""
     nonce = new_nonce()
-    stdin = probe_stdin(nonce, host.fleet_root, window, ctx.playbook.extra_files)
-    result = HostResult(host.name, conn.endpoint.address, conn.endpoint.port, ERROR, None, 0.0)
-    become = Become.of(host)
+    stdin = probe_stdin(nonce, host.fleet_root, ctx.cpu_window, ctx.playbook.extra_files)
     try:
         with ctx.slots:  # sudo's password is answered in start(), within the fork slot
-            ex = conn.start(shell_command(deadline), stdin, deadline, become)
+            ex = conn.start(shell_command(deadline), stdin, deadline, Become.of(host))
     except BecomeError as exc:
-        result.error = str(exc)
-        return result, None
+        where = conn.endpoint
+        return HostResult(host.name, where.address, where.port, ERROR, str(exc), 0.0), None
     res = conn.collect(ex, deadline)  # the CPU window passes here, holding no fork
-    if become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
+    return judge_probe(res, nonce, host, conn.endpoint, ctx.playbook, ctx.cpu_window)
+
+
+def judge_probe(
+    res: RunResult, nonce: str, host: Host, where: Endpoint, playbook: Playbook, window: int
+) -> tuple[HostResult, HostFacts | None]:
+    """One probe run's output judged: the host's result, and the facts it was judged from
+    (None when the output could not be read; a remediation plans from them)."""
+    result = HostResult(host.name, where.address, where.port, ERROR, None, 0.0)
+    if Become.of(host) and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
         result.error = NEEDS_PASSWORD
         return result, None
     try:
@@ -117,7 +120,7 @@ def probe_host(
         result.error = f"{exc} (rc {res.rc}{': ' + tail[0] if tail else ''})"
         return result, None
     facts = host_facts(out, host.cpus)
-    result.checks = run_checks(facts, ctx.playbook, window)
+    result.checks = run_checks(facts, playbook, window)
     result.cpu = facts.cpu
     result.kernel = facts.kernel
     probe_error = None

@@ -334,7 +334,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _remediate_context(args: argparse.Namespace, command: str) -> tuple[Any, list[Any], Path]:
     from fleet.journal import new_run_id
-    from fleet.remediate import RemediateContext
+    from fleet.remediate.context import RemediateContext
     from fleet.statedir import state_dir
 
     hosts, audit, playbook_path = _prepare(args, args.cpu_window)
@@ -375,7 +375,7 @@ def _confirm(question: str) -> bool:
 
 def cmd_remediate(args: argparse.Namespace) -> int:
     from fleet.journal import Journal, find_run
-    from fleet.remediate import plan_fleet, remediate_fleet
+    from fleet.remediate.rollout import plan_fleet, remediate_fleet
     from fleet.remediation_results import remediation_exit_code
     from fleet.render.json_out import render_json
     from fleet.render.remediation import remediation_document, render_plan, render_results
@@ -459,7 +459,7 @@ def _stop_on_signals(ctx: Any, stopped: list[int]) -> Iterator[None]:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from fleet.journal import Journal, find_run
-    from fleet.remediate import rollback_fleet
+    from fleet.remediate.rollout import rollback_fleet
     from fleet.remediation_results import rollback_exit_code
     from fleet.render.json_out import render_json
     from fleet.render.remediation import remediation_document, render_results

@@ -75,3 +75,15 @@ def process_cmdlines() -> dict[int, bytes]:
         except OSError:
             continue
     return out
+
+
+def snapshot(tree: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and directory (None) of a host tree, fleet's backups and lock
+    included, but the CPU model's moving proc/stat."""
+    out: dict[str, bytes | None] = {}
+    for p in sorted(tree.rglob("*")):
+        rel = str(p.relative_to(tree))
+        if p.is_symlink() or (rel.startswith("proc/") and "stat" in p.name):
+            continue
+        out[rel] = p.read_bytes() if p.is_file() else None
+    return out

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from fleet import lab
-from tests.helpers import immutable, process_cmdlines
+from tests.helpers import immutable, process_cmdlines, snapshot
 from tests.integration.conftest import fleet_argv, fleet_env, run_fleet
 
 pytestmark = pytest.mark.integration
@@ -41,18 +41,6 @@ def fleet_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[lab.L
 def root(info: lab.LabInfo, kind: str) -> Path:
     name = next(h for h in info.hosts if h.startswith(kind))
     return (info.state_dir / "hosts" / name).resolve()
-
-
-def snapshot(tree: Path) -> dict[str, bytes | None]:
-    """Every file (its bytes) and directory (None) of a host tree, fleet's backups and lock
-    included, but the CPU model's moving proc/stat."""
-    out: dict[str, bytes | None] = {}
-    for p in sorted(tree.rglob("*")):
-        rel = str(p.relative_to(tree))
-        if p.is_symlink() or (rel.startswith("proc/") and "stat" in p.name):
-            continue
-        out[rel] = p.read_bytes() if p.is_file() else None
-    return out
 
 
 def remediate(info: lab.LabInfo, *args: str, inventory: Path | None = None) -> tuple[int, Any]:

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from fleet import lab
 from fleet.lab.trees import make_host_tree
-from tests.helpers import process_cmdlines, run_probe, write
+from tests.helpers import process_cmdlines, run_probe, snapshot, write
 from tests.integration.conftest import audit_json, run_fleet, statuses
-from tests.integration.test_remediate import apply, fleet_lab, rollback, root, snapshot
+from tests.integration.test_remediate import apply, fleet_lab, rollback, root
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 __all__ = ["fleet_lab"]  # the fixture, shared with test_remediate
