@@ -25,7 +25,7 @@ from fleet.model import ERROR, UNREACHABLE, AuditRun, HostResult, host_status, u
 from fleet.playbook import Playbook
 from fleet.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_stdin
 from fleet.remote_shell import shell_command
-from fleet.runner import Progress, run_hosts
+from fleet.runner import ProgressFactory, run_hosts
 from fleet.ssh import (
     Connection,
     KeyCache,
@@ -37,11 +37,13 @@ from fleet.ssh import (
     known_hosts_files,
 )
 from fleet.sshconfig import SSHConfigError, resolve_endpoints
+from fleet.targets import AuditRequest
 
 
-@dataclass
+@dataclass(frozen=True)
 class AuditContext:
-    """What every host's audit shares: options, playbook, and caches loaded once per run."""
+    """What every host's audit shares, fixed before the first host is contacted: options,
+    playbook, each host's endpoint; and caches filled once per run (keys, known_hosts)."""
 
     playbook: Playbook
     ssh: SSHOptions
@@ -49,14 +51,20 @@ class AuditContext:
     host_timeout: float | None = None
     # --forks: hosts handshaking or starting their probe at once. A host whose probe only
     # sleeps through the CPU window holds no slot, so the window is paid once, not per batch.
-    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(20))
+    forks: int = 20
+    # --max-open: connections held open while their probes sample CPU.
+    max_open: int = 256
     keys: KeyCache = field(default_factory=KeyCache)
     # name -> where and as whom to connect, resolved by `ssh -G` in prepare(), before any
     # host is contacted (fleet.sshconfig).
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # printed once per run by the CLI
+    slots: threading.Semaphore = field(init=False, repr=False)
     _known: dict[tuple[Path, ...], KnownHosts] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slots", threading.Semaphore(self.forks))
 
     def endpoint(self, host: Host) -> Endpoint:
         """The host's endpoint; resolved now if prepare() did not (a hand-built context).
@@ -70,7 +78,7 @@ class AuditContext:
         except SSHConfigError as exc:
             raise SSHError(str(exc)) from None
         with self._lock:
-            self.warnings += [w for w in res.warnings if w not in self.warnings]
+            self.warnings.extend(w for w in res.warnings if w not in self.warnings)
             return self.endpoints.setdefault(host.name, res.endpoints[host.name])
 
     def known_hosts(self, host: Host) -> KnownHosts:
@@ -157,45 +165,35 @@ def audit_host(host: Host, ctx: AuditContext) -> HostResult:
     return result
 
 
-def prepare(
-    *,
-    inventory: Path | None,
-    limit: list[str] | None,
-    playbook: Path | None,
-    connect_timeout: float,
-    known_hosts: Path | None,
-    accept_new_host_keys: bool,
-    cpu_window: int,
-    timeout: float | None,
-    become_password: str | None = None,
-    ssh_config: Path | None = None,
-) -> tuple[list[Host], AuditContext, Path]:
+def prepare(req: AuditRequest) -> tuple[list[Host], AuditContext, Path]:
     """Targets and context of a run, loaded before any host is contacted: a bad inventory,
-    pattern, playbook, known_hosts file or ssh_config is a usage error (exit 2).
+    pattern, playbook or known_hosts file is a usage error (exit 2).
 
     Every host's SSH settings are resolved here, once, by OpenSSH (`ssh -G`, in parallel)."""
     from fleet.inventory import default_inventory_path, load_inventory
     from fleet.playbook import default_playbook_path, load_playbook
 
-    hosts = load_inventory(inventory or default_inventory_path()).select(limit)
-    hosts = with_password(hosts, become_password)  # -K; a host's own password wins
-    playbook_path = playbook or default_playbook_path()
+    hosts = load_inventory(req.inventory or default_inventory_path()).select(req.limit)
+    hosts = with_password(hosts, req.become_password)  # -K; a host's own password wins
+    playbook_path = req.playbook or default_playbook_path()
+    playbook = load_playbook(playbook_path)
+    resolved = resolve_endpoints(hosts, None)
+    if req.known_hosts and not req.known_hosts.exists() and not req.accept_new_host_keys:
+        raise UsageError(f"{req.known_hosts}: no such known_hosts file")
     ctx = AuditContext(
-        playbook=load_playbook(playbook_path),
+        playbook=playbook,
         ssh=SSHOptions(
-            connect_timeout=connect_timeout,
-            known_hosts=known_hosts,
-            accept_new_host_keys=accept_new_host_keys,
-            ssh_config=ssh_config,
+            connect_timeout=req.connect_timeout,
+            known_hosts=req.known_hosts,
+            accept_new_host_keys=req.accept_new_host_keys,
         ),
-        cpu_window=cpu_window,
-        host_timeout=timeout,
+        cpu_window=req.cpu_window,
+        host_timeout=req.timeout,
+        forks=req.forks,
+        max_open=req.max_open,
+        endpoints=resolved.endpoints,
+        warnings=resolved.warnings,
     )
-    resolved = resolve_endpoints(hosts, ssh_config)
-    ctx.endpoints = resolved.endpoints
-    ctx.warnings = resolved.warnings
-    if known_hosts and not known_hosts.exists() and not accept_new_host_keys:
-        raise UsageError(f"{known_hosts}: no such known_hosts file")
     return hosts, ctx, playbook_path
 
 
@@ -208,23 +206,19 @@ def host_failed(host: Host, exc: Exception) -> HostResult:
 
 
 def audit_fleet(
-    hosts: list[Host],
-    ctx: AuditContext,
-    forks: int,
-    progress: Progress | None = None,
-    max_open: int = 256,
+    hosts: list[Host], ctx: AuditContext, progress: ProgressFactory | None = None
 ) -> AuditRun:
-    """Audit every host: at most `forks` connecting at once, at most `max_open` connections
+    """Audit every host: at most --forks connecting at once, at most --max-open connections
     held open while their probes sample CPU."""
     started = utc_now()
-    ctx.slots = threading.Semaphore(forks)
-    workers = max(forks, min(len(hosts), max_open)) if ctx.cpu_window > 0 else forks
+    forks = ctx.forks
+    workers = max(forks, min(len(hosts), ctx.max_open)) if ctx.cpu_window > 0 else forks
     try:
         results = run_hosts(
             hosts,
             lambda h: audit_host(h, ctx),
             workers=workers,
-            progress=progress,
+            progress=progress(len(hosts)) if progress else None,
             is_failure=lambda r: r.status in (UNREACHABLE, ERROR),
             on_error=host_failed,
         )

@@ -128,6 +128,7 @@ def _add_target_options(p: argparse.ArgumentParser, target: str = "--limit") -> 
         help="ask once, on the terminal, for the sudo password of ansible_become hosts "
         "that have no ansible_become_password",
     )
+    p.set_defaults(become_password=None)  # main() asks for it when -K is given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,23 +271,18 @@ def _write_output(text: str, path: Path | None, private: bool = False) -> None:
     print(f"fleet: wrote {path}", file=sys.stderr)
 
 
-def _prepare(args: argparse.Namespace, cpu_window: int) -> tuple[Any, Any, Path]:
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Path]:
     from fleet.audit import prepare
+    from fleet.targets import AuditRequest
 
-    hosts, ctx, playbook_path = prepare(
-        inventory=args.inventory,
-        limit=args.limit,
-        playbook=args.playbook,
-        connect_timeout=args.connect_timeout,
-        known_hosts=args.known_hosts,
-        accept_new_host_keys=args.accept_new_host_keys,
-        cpu_window=cpu_window,
-        timeout=args.timeout,
-        become_password=getattr(args, "become_password", None),
-    )
-    for warning in ctx.warnings:
-        print(f"fleet: warning: {warning}", file=sys.stderr)
+    hosts, ctx, playbook_path = prepare(AuditRequest.from_namespace(args))
+    _warn(ctx.warnings)
     return hosts, ctx, playbook_path
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"fleet: warning: {warning}", file=sys.stderr)
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:
@@ -294,8 +290,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     from fleet.render import hosts as render
 
     listed = list_hosts(args.inventory, args.limit)
-    for warning in listed.warnings:
-        print(f"fleet: warning: {warning}", file=sys.stderr)
+    _warn(listed.warnings)
     if args.json:
         from fleet.render.json_out import render_json
 
@@ -309,10 +304,10 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from fleet.audit import audit_fleet
     from fleet.model import exit_code
-    from fleet.runner import Progress
+    from fleet.render.progress import ProgressBar
 
-    hosts, ctx, playbook_path = _prepare(args, args.cpu_window)
-    run = audit_fleet(hosts, ctx, args.forks, Progress(len(hosts)), args.max_open)
+    hosts, ctx, playbook_path = _prepare(args)
+    run = audit_fleet(hosts, ctx, ProgressBar)
     if args.json:
         from fleet.render.json_out import audit_document, render_json
 
@@ -337,7 +332,7 @@ def _remediate_context(args: argparse.Namespace, command: str) -> tuple[Any, lis
     from fleet.remediate.context import RemediateContext
     from fleet.statedir import state_dir
 
-    hosts, audit, playbook_path = _prepare(args, args.cpu_window)
+    hosts, audit, playbook_path = _prepare(args)
     if not audit.playbook.fixes:
         raise UsageError(f"{playbook_path}: the playbook has no `fixes:` to {command}")
     ctx = RemediateContext(
@@ -374,17 +369,17 @@ def _confirm(question: str) -> bool:
 
 
 def cmd_remediate(args: argparse.Namespace) -> int:
-    from fleet.journal import Journal, find_run
     from fleet.remediate.rollout import plan_fleet, remediate_fleet
     from fleet.remediation_results import remediation_exit_code
     from fleet.render.json_out import render_json
+    from fleet.render.progress import ProgressBar
     from fleet.render.remediation import remediation_document, render_plan, render_results
 
     if args.apply and not args.yes and not sys.stdin.isatty():
         raise UsageError("--apply without a terminal to confirm on: add --yes")
     ctx, hosts, playbook_path = _remediate_context(args, "remediate")
     if not args.apply or not args.yes:
-        plan = plan_fleet(hosts, ctx, args.forks)
+        plan = plan_fleet(hosts, ctx, ProgressBar)
         planned = any(s.status == "planned" for h in plan.hosts for s in h.steps)
         if not args.apply:
             if args.json:
@@ -399,13 +394,10 @@ def cmd_remediate(args: argparse.Namespace) -> int:
         if not _confirm(f"Apply these steps to {len(hosts)} host(s)?"):
             print("fleet: nothing was changed", file=sys.stderr)
             return 1
-    ctx.journal = Journal.start(ctx.state_dir, ctx.run_id, sys.argv, str(playbook_path))
     stopped: list[int] = []
-    try:
-        with _stop_on_signals(ctx, stopped):
-            run = remediate_fleet(hosts, ctx, args.batch, args.max_fail)
-    finally:
-        ctx.journal.close()
+    with _stop_on_signals(ctx, stopped):
+        record = (sys.argv, str(playbook_path))
+        run = remediate_fleet(hosts, ctx, args.batch, args.max_fail, record)
     if args.json:
         text = render_json(remediation_document(run, "remediate", str(playbook_path)))
     else:
@@ -413,13 +405,8 @@ def cmd_remediate(args: argparse.Namespace) -> int:
     _write_output(text, args.output, private=True)
     targets = " ".join(f"--host {shlex.quote(p)}" for p in args.limit)
     # "undo with" only when the journal holds writes of this run not undone yet.
-    try:
-        journaled = find_run(ctx.state_dir, run.run_id, [])
-        kept = journaled is not None and any(journaled.pending(h.name) for h in hosts)
-    except UsageError:  # a journal torn by a failed write: say how to undo, to be safe
-        kept = True
-    undo = f"; undo with: fleet rollback {targets} --run {run.run_id}" if kept else ""
-    print(f"fleet: run {run.run_id}; journal {ctx.journal.path}{undo}", file=sys.stderr)
+    undo = f"; undo with: fleet rollback {targets} --run {run.run_id}" if run.undo_pending else ""
+    print(f"fleet: run {run.run_id}; journal {run.journal}{undo}", file=sys.stderr)
     if stopped:
         return EXIT_TERMINATED if stopped[0] == signal.SIGTERM else EXIT_INTERRUPTED
     return remediation_exit_code(run.hosts)
@@ -442,8 +429,7 @@ def _stop_on_signals(ctx: Any, stopped: list[int]) -> Iterator[None]:
             say(f"\nfleet: {name} again: abandoning run {ctx.run_id} now\n")
             os._exit(128 + signum)
         stopped.append(signum)
-        ctx.stop_why = f"interrupted ({name})"
-        ctx.stop.set()
+        ctx.stop.request(f"interrupted ({name})")
         say(
             f"\nfleet: {name}: stopping run {ctx.run_id}: hosts in hand undo what they "
             "applied and release their locks (again to abandon at once)\n"
@@ -458,23 +444,17 @@ def _stop_on_signals(ctx: Any, stopped: list[int]) -> Iterator[None]:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from fleet.journal import Journal, find_run
     from fleet.remediate.rollout import rollback_fleet
     from fleet.remediation_results import rollback_exit_code
     from fleet.render.json_out import render_json
+    from fleet.render.progress import ProgressBar
     from fleet.render.remediation import remediation_document, render_results
 
     ctx, hosts, playbook_path = _remediate_context(args, "roll back")
-    run = find_run(ctx.state_dir, args.run, [h.name for h in hosts])
-    if run is None:
+    result = rollback_fleet(hosts, ctx, args.run, ProgressBar)
+    if result is None:
         print("fleet: nothing to roll back on these hosts", file=sys.stderr)
         return 0
-    ctx.run_id = run.run_id
-    ctx.journal = Journal(run.path)
-    try:
-        result = rollback_fleet(hosts, ctx, run, args.forks)
-    finally:
-        ctx.journal.close()
     if args.json:
         text = render_json(remediation_document(result, "rollback", str(playbook_path)))
     else:
@@ -539,12 +519,11 @@ def _add_report_parser(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from fleet.render.progress import ProgressBar
     from fleet.report import ReportRequest, run_report
-    from fleet.runner import Progress
 
-    result = run_report(ReportRequest.from_namespace(args), progress=Progress)
-    for warning in result.warnings:
-        print(f"fleet: warning: {warning}", file=sys.stderr)
+    result = run_report(ReportRequest.from_namespace(args), progress=ProgressBar)
+    _warn(result.warnings)
     if result.stdout:
         sys.stdout.write(result.stdout)
     if sys.stderr.isatty():  # silent on success under cron and timers

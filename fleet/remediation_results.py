@@ -4,6 +4,7 @@ and the contract's exit codes for them. Renderers read these without loading SSH
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fleet.model import ERROR, NON_COMPLIANT, UNREACHABLE, CpuFigures, Finding, HostResult
@@ -80,6 +81,9 @@ class RemediationRun:
     finished_at: str
     hosts: list[HostRemediation]
     budget_note: str | None = None
+    journal: Path | None = None  # the run's journal (a remediation or rollback)
+    # The journal still holds writes of this run not undone: `fleet rollback` has work.
+    undo_pending: bool = False
 
 
 def rollback_exit_code(hosts: list[HostRemediation]) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,19 +18,21 @@ from fleet.drift import Drift, compute_drift
 from fleet.errors import UsageError
 from fleet.history import WAIVER_EXPIRED, WAIVER_IN_EFFECT, History, default_history_path
 from fleet.model import AuditRun
-from fleet.notify import Delivery, NotifyError, payload, post_json
+from fleet.notify import NotifyError, payload, post_json
 from fleet.outfile import write_atomic
 from fleet.reportdata import ReportData
 from fleet.reportfiles import FORMATS, check_writable, plan_outputs
-from fleet.runner import Progress
+from fleet.runner import ProgressFactory
+from fleet.targets import AuditRequest
 from fleet.waivers import Waiver, WaiverOutcome, apply_waivers, load_waivers
 
 CPU_POINTS = 120  # runs shown in each host's CPU chart
 DEFAULT_KEEP_DAYS = 90
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReportRequest:
+    audit: AuditRequest = field(default_factory=AuditRequest)  # the targets, when auditing
     formats: list[str] | None = None
     output: Path | None = None
     from_file: Path | None = None
@@ -39,22 +41,12 @@ class ReportRequest:
     waivers: Path | None = None
     webhook: str | None = None
     webhook_timeout: float = 10.0
-    # the audit's own options (fleet.cli._add_target_options)
-    inventory: Path | None = None
-    limit: list[str] | None = None
-    playbook: Path | None = None
-    forks: int = 20
-    max_open: int = 256
-    cpu_window: int = 5
-    connect_timeout: float = 10.0
-    timeout: float | None = None
-    known_hosts: Path | None = None
-    accept_new_host_keys: bool = False
-    become_password: str | None = field(default=None, repr=False)  # -K
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> ReportRequest:
-        return cls(**{k: getattr(args, k) for k in cls.__dataclass_fields__ if hasattr(args, k)})
+        """Every field from fleet report's options; none is left out silently."""
+        own = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "audit"}
+        return cls(audit=AuditRequest.from_namespace(args), **own)
 
 
 @dataclass
@@ -64,41 +56,28 @@ class ReportResult:
     stdout: str = ""
     written: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    notified: Delivery | None = None
 
 
 AuditFn = Callable[[], tuple[AuditRun, str]]
 
 
-def _prepare_audit(req: ReportRequest, progress: Callable[[int], Progress] | None) -> AuditFn:
+def _prepare_audit(
+    req: AuditRequest, progress: ProgressFactory | None, warnings: list[str]
+) -> AuditFn:
     """Load inventory and playbook now (their errors are exit 2); audit when called."""
     from fleet.audit import audit_fleet, prepare
 
-    hosts, ctx, playbook_path = prepare(
-        inventory=req.inventory,
-        limit=req.limit,
-        playbook=req.playbook,
-        connect_timeout=req.connect_timeout,
-        known_hosts=req.known_hosts,
-        accept_new_host_keys=req.accept_new_host_keys,
-        cpu_window=req.cpu_window,
-        timeout=req.timeout,
-        become_password=req.become_password,
-    )
-
-    def run() -> tuple[AuditRun, str]:
-        bar = progress(len(hosts)) if progress else None
-        return audit_fleet(hosts, ctx, req.forks, bar, req.max_open), str(playbook_path)
-
-    return run
+    hosts, ctx, playbook_path = prepare(req)
+    warnings += ctx.warnings
+    return lambda: (audit_fleet(hosts, ctx, progress), str(playbook_path))
 
 
 def _prepare_source(
-    req: ReportRequest, progress: Callable[[int], Progress] | None
+    req: ReportRequest, progress: ProgressFactory | None, warnings: list[str]
 ) -> tuple[AuditFn, str]:
     if req.from_file is None:
-        return _prepare_audit(req, progress), "audit"
-    if req.limit:
+        return _prepare_audit(req.audit, progress, warnings), "audit"
+    if req.audit.limit:
         raise UsageError("--limit selects inventory hosts; it does not apply to --from")
     from fleet.auditfile import load_audit_file
 
@@ -129,7 +108,7 @@ def record(
 
 def run_report(
     req: ReportRequest,
-    progress: Callable[[int], Progress] | None = None,
+    progress: ProgressFactory | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ReportResult:
     plan = plan_outputs(req.formats, req.output)
@@ -137,12 +116,13 @@ def run_report(
     if req.webhook and not req.webhook.startswith(("http://", "https://")):
         raise UsageError("--notify-webhook: an http:// or https:// URL is needed")
     waivers: list[Waiver] = load_waivers(req.waivers) if req.waivers else []
-    get_run, source = _prepare_source(req, progress)
+    warnings: list[str] = []
+    get_run, source = _prepare_source(req, progress, warnings)
     history = History(req.history or default_history_path())
     try:
         run, playbook = get_run()  # hosts are contacted here, not before
         outcome = apply_waivers(run.hosts, waivers, now().date())
-        warnings = outcome.warnings()
+        warnings += outcome.warnings()
         run_id: int | None = None
         series: dict[str, list[tuple[str, float | None]]] = {}
         try:
@@ -166,7 +146,7 @@ def run_report(
             result.written.append(out.path)
     if req.webhook and drift.changed:
         try:
-            result.notified = post_json(req.webhook, payload(data), timeout=req.webhook_timeout)
+            post_json(req.webhook, payload(data), timeout=req.webhook_timeout)
         except NotifyError as exc:
             result.warnings.append(f"notify: {exc}")
     return result

@@ -1,55 +1,32 @@
-"""Fan a per-host function out over hosts: bounded threads, results in inventory order, progress."""
+"""Fan a per-host function out over hosts: bounded threads, results in inventory order,
+progress reported to a sink."""
 
 from __future__ import annotations
 
 import gc
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from queue import Empty, SimpleQueue
-from typing import IO, TypeVar
+from typing import Protocol, TypeVar
 
 from fleet.inventory import Host
 
 R = TypeVar("R")
 
 
-class Progress:
-    """A one-line progress bar on a TTY; silent otherwise. Drawn by the caller's thread only,
-    at most 10 times a second, so workers never wait on the terminal."""
+class ProgressSink(Protocol):
+    """What the fan-out reports to as hosts finish (the CLI draws it: fleet.render.progress)."""
 
-    def __init__(self, total: int, stream: IO[str] | None = None, label: str = "hosts") -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = total > 0 and self.stream.isatty()
-        self.total = total
-        self.label = label
-        self.done = 0
-        self.failed = 0
-        self._last = 0.0
+    def update(self, done: int, failed: int, force: bool = False) -> None: ...
 
-    def update(self, done: int, failed: int, force: bool = False) -> None:
-        self.done, self.failed = done, failed
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.1:
-            return
-        self._last = now
-        width = 30
-        filled = int(width * done / self.total)
-        bar = "#" * filled + "-" * (width - filled)
-        extra = f", {failed} unreachable/error" if failed else ""
-        self.stream.write(f"\r[{bar}] {done}/{self.total} {self.label}{extra}")
-        self.stream.flush()
+    def finish(self) -> None: ...
 
-    def finish(self) -> None:
-        # Erase the bar: the results follow on stdout, often the same terminal.
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+
+# Builds a sink for a run of N hosts: commands take one, as the number is known only once
+# the inventory is loaded.
+ProgressFactory = Callable[[int], ProgressSink]
 
 
 _gc_lock = threading.Lock()
@@ -102,7 +79,7 @@ def run_hosts(
     hosts: Sequence[Host],
     fn: Callable[[Host], R],
     workers: int = 20,
-    progress: Progress | None = None,
+    progress: ProgressSink | None = None,
     is_failure: Callable[[R], bool] = lambda _r: False,
     on_error: Callable[[Host, Exception], R] | None = None,
 ) -> list[R]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,30 @@ class JournalFailed(Exception):
     """The local journal could not be written: nothing more is written to the host."""
 
 
-@dataclass
+class StopFlag:
+    """Set once, by the CLI's SIGINT/SIGTERM handler: no new step, no new host; `why` names
+    the signal in every result it cuts short."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.why = "interrupted"
+
+    def request(self, why: str) -> None:
+        self.why = why
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds; True (at once) when a stop is requested."""
+        return self._event.wait(timeout)
+
+
+@dataclass(frozen=True)
 class RemediateContext:
-    """One run's settings and shared state. The CLI builds it; only `stop`/`stop_why` (the
-    signal handler) and the journal's sequence change during the run."""
+    """One run's settings, fixed when it starts (the rollout gives a copy its journal); only
+    the stop flag and the journal's sequence change during the run."""
 
     audit: AuditContext
     run_id: str
@@ -35,21 +57,18 @@ class RemediateContext:
     journal: Journal | None = None  # None: plan only
     settle_s: float | None = None  # None: the playbook's
     lock_ttl_s: float = 3600.0
-    # Set by the CLI's SIGINT/SIGTERM handler: no new step, no new host (stop_why says which).
-    stop: threading.Event = field(default_factory=threading.Event)
-    stop_why: str = "interrupted"
+    stop: StopFlag = field(default_factory=StopFlag)
+    _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _seq: int = 0
 
     def next_seq(self) -> int:
         with self._lock:
-            self._seq += 1
-            return self._seq
+            return next(self._seq)
 
     def check_stop(self) -> None:
         """Raise Interrupted at a step boundary once a signal asked the run to stop."""
         if self.stop.is_set():
-            raise Interrupted(self.stop_why)
+            raise Interrupted(self.stop.why)
 
     def record(self, record: dict[str, Any]) -> None:
         """Append to the journal (flushed before the write it announces happens)."""

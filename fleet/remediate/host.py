@@ -297,13 +297,13 @@ def _verify(
     elif ctx.stop.is_set():
         # Every step is applied: the host is finished; only the CPU measure is given up.
         after = s.probe(0)
-        rem.verdict = Verdict(NOT_MEASURED, f"{ctx.stop_why} after the last step")
+        rem.verdict = Verdict(NOT_MEASURED, f"{ctx.stop.why} after the last step")
     else:
         settle = ctx.settle_s if ctx.settle_s is not None else ctx.audit.playbook.settle_s
         ctx.stop.wait(settle)
         after = s.probe(0 if ctx.stop.is_set() else window)
         if ctx.stop.is_set():
-            rem.verdict = Verdict(NOT_MEASURED, f"{ctx.stop_why} after the last step")
+            rem.verdict = Verdict(NOT_MEASURED, f"{ctx.stop.why} after the last step")
     rem.checks_after = after.checks
     rem.cpu_after = after.result.cpu if done else None
     if rem.verdict is None and window == 0:

@@ -4,19 +4,20 @@ plan or a rollback."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from fleet.audit import host_failed
+from fleet.errors import UsageError
 from fleet.inventory import Host
-from fleet.journal import JournaledRun
+from fleet.journal import Journal, JournaledRun, find_run
 from fleet.model import COMPLIANT, SKIPPED, UNREACHABLE, HostResult, utc_now
 from fleet.remediate.context import RemediateContext
 from fleet.remediate.host import plan_on, remediate_on, rollback_on
 from fleet.remediate.session import HostSession, connect_remote
 from fleet.remediation_results import HostRemediation, RemediationRun
-from fleet.runner import Progress, run_hosts
+from fleet.runner import ProgressFactory, run_hosts
 from fleet.ssh import SSHError
 
 # The per-host part of a command, given the host's session.
@@ -47,7 +48,7 @@ def plan_host(host: Host, ctx: RemediateContext) -> HostRemediation:
 
 def remediate_host(host: Host, ctx: RemediateContext) -> HostRemediation:
     if ctx.stop.is_set():
-        return _skipped(host, ctx, f"not started: {ctx.stop_why}")
+        return _skipped(host, ctx, f"not started: {ctx.stop.why}")
     return on_host(host, ctx, remediate_on)
 
 
@@ -61,14 +62,15 @@ def _skipped(host: Host, ctx: RemediateContext, why: str) -> HostRemediation:
     return HostRemediation(res, ctx.run_id, failed=True)
 
 
-def plan_fleet(hosts: list[Host], ctx: RemediateContext, forks: int) -> RemediationRun:
+def plan_fleet(
+    hosts: list[Host], ctx: RemediateContext, progress: ProgressFactory | None = None
+) -> RemediationRun:
     started = utc_now()
-    ctx.audit.slots = threading.Semaphore(forks)
     out = run_hosts(
         hosts,
         lambda h: plan_host(h, ctx),
-        workers=forks,
-        progress=Progress(len(hosts)),
+        workers=ctx.audit.forks,
+        progress=progress(len(hosts)) if progress else None,
         on_error=lambda h, exc: _failed(h, ctx, exc),
     )
     ctx.audit.ssh.jumps.close()  # the run's bastion connections (fleet/jump.py)
@@ -80,12 +82,37 @@ def remediate_fleet(
     ctx: RemediateContext,
     batch: int,
     max_fail: int,
+    record: tuple[list[str], str],
     fn: Callable[[Host, RemediateContext], HostRemediation] = remediate_host,
 ) -> RemediationRun:
     """A canary host alone, then batches of `batch`; once more than `max_fail` hosts have
-    failed over the whole run, no new host starts and the rest are reported skipped."""
+    failed over the whole run, no new host starts and the rest are reported skipped.
+
+    The run's journal is started first (`record`: the command line and the playbook it
+    names), before any host is contacted: UsageError when it cannot be."""
+    argv, playbook = record
+    journal = Journal.start(ctx.state_dir, ctx.run_id, argv, playbook)
+    try:
+        run = _rollout(hosts, replace(ctx, journal=journal), batch, max_fail, fn)
+    finally:
+        journal.close()
+    run.journal = journal.path
+    try:
+        kept = find_run(ctx.state_dir, run.run_id, [])
+        run.undo_pending = kept is not None and any(kept.pending(h.name) for h in hosts)
+    except UsageError:  # a journal torn by a failed write: say how to undo, to be safe
+        run.undo_pending = True
+    return run
+
+
+def _rollout(
+    hosts: list[Host],
+    ctx: RemediateContext,
+    batch: int,
+    max_fail: int,
+    fn: Callable[[Host, RemediateContext], HostRemediation],
+) -> RemediationRun:
     started = utc_now()
-    ctx.audit.slots = threading.Semaphore(max(batch, 1))
     results: dict[str, HostRemediation] = {}
     waves = [hosts[:1]] + [hosts[i : i + batch] for i in range(1, len(hosts), batch)]
     failed = 0
@@ -95,7 +122,7 @@ def remediate_fleet(
             continue
         if ctx.stop.is_set():
             for h in wave:
-                results[h.name] = _skipped(h, ctx, f"not started: {ctx.stop_why}")
+                results[h.name] = _skipped(h, ctx, f"not started: {ctx.stop.why}")
             continue
         if failed > max_fail:
             for h in wave:
@@ -116,10 +143,32 @@ def remediate_fleet(
 
 
 def rollback_fleet(
-    hosts: list[Host], ctx: RemediateContext, run: JournaledRun, forks: int
+    hosts: list[Host],
+    ctx: RemediateContext,
+    run_id: str | None,
+    progress: ProgressFactory | None = None,
+) -> RemediationRun | None:
+    """Undo run `run_id` (None: the latest run that touched these hosts) from its journal;
+    None when there is nothing to roll back on these hosts."""
+    run = find_run(ctx.state_dir, run_id, [h.name for h in hosts])
+    if run is None:
+        return None
+    journal = Journal(run.path)
+    try:
+        done = _rollback(hosts, replace(ctx, run_id=run.run_id, journal=journal), run, progress)
+    finally:
+        journal.close()
+    done.journal = run.path
+    return done
+
+
+def _rollback(
+    hosts: list[Host],
+    ctx: RemediateContext,
+    run: JournaledRun,
+    progress: ProgressFactory | None,
 ) -> RemediationRun:
     started = utc_now()
-    ctx.audit.slots = threading.Semaphore(forks)
 
     def one(h: Host) -> HostRemediation:
         if not run.pending(h.name):
@@ -130,8 +179,8 @@ def rollback_fleet(
     out = run_hosts(
         hosts,
         one,
-        workers=forks,
-        progress=Progress(len(hosts)),
+        workers=ctx.audit.forks,
+        progress=progress(len(hosts)) if progress else None,
         on_error=lambda h, exc: _failed(h, ctx, exc),
     )
     ctx.audit.ssh.jumps.close()

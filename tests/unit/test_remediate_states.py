@@ -169,8 +169,7 @@ def test_a_signal_between_steps_undoes_what_was_applied(tree: Path, tmp_path: Pa
 
     def signal_after_first_step(n: int, stdin: bytes) -> None:
         if b"netdata-restart" in stdin:
-            ctx.stop_why = "SIGTERM"
-            ctx.stop.set()
+            ctx.stop.request("SIGTERM")
 
     rem = _remediate(tree, ctx, before_run=signal_after_first_step)
     assert rem.failed

@@ -7,7 +7,8 @@ import threading
 import time
 
 from fleet.inventory import Host
-from fleet.runner import Progress, run_hosts
+from fleet.render.progress import ProgressBar
+from fleet.runner import run_hosts
 
 
 def hosts(n: int) -> list[Host]:
@@ -66,7 +67,7 @@ def test_progress_bar_draws_on_a_tty_and_counts_failures() -> None:
         hosts(4),
         lambda h: (time.sleep(0.12), h.name)[1],
         workers=1,
-        progress=Progress(4, tty),
+        progress=ProgressBar(4, tty),
         is_failure=lambda r: r == "h1",
     )
     text = tty.getvalue()
@@ -75,7 +76,7 @@ def test_progress_bar_draws_on_a_tty_and_counts_failures() -> None:
 
 def test_progress_is_silent_when_not_a_tty() -> None:
     pipe = io.StringIO()
-    run_hosts(hosts(3), lambda h: h.name, progress=Progress(3, pipe))
+    run_hosts(hosts(3), lambda h: h.name, progress=ProgressBar(3, pipe))
     assert pipe.getvalue() == ""
 
 
