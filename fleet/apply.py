@@ -6,9 +6,21 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
-from fleet.fixes import Op
 from fleet.probe import ERRNO_BY_MESSAGE
 from fleet.remote_shell import remote_script, script_stdin
+
+
+@dataclass(frozen=True)
+class Op:
+    """One remote operation of fleet/apply.sh: MODE PATH CHECK DATA (see its header)."""
+
+    mode: str
+    path: str
+    check: str
+    data: str
+
+    def args(self) -> list[str]:
+        return [self.mode, self.path, self.check, self.data]
 
 
 @cache

@@ -520,14 +520,19 @@ def _add_report_parser(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from fleet.render.progress import ProgressBar
-    from fleet.report import ReportRequest, run_report
+    from fleet.render.report_files import check_writable, plan_outputs, write_outputs
+    from fleet.report import ReportRequest, notify_drift, run_report
 
-    result = run_report(ReportRequest.from_namespace(args), progress=ProgressBar)
-    _warn(result.warnings)
-    if result.stdout:
-        sys.stdout.write(result.stdout)
+    req = ReportRequest.from_namespace(args)
+    plan = plan_outputs(req.formats, req.output)
+    check_writable(plan, req.output)  # before the audit: a report nobody can write is exit 2
+    result = run_report(req, progress=ProgressBar)
+    stdout, written = write_outputs(plan, result.data)
+    _warn(result.warnings + notify_drift(req, result.data))
+    if stdout:
+        sys.stdout.write(stdout)
     if sys.stderr.isatty():  # silent on success under cron and timers
-        for path in result.written:
+        for path in written:
             print(f"fleet: wrote {path}", file=sys.stderr)
     return result.exit_code
 

@@ -24,22 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from fleet.apply import Op
 from fleet.facts import DEBUGFS, EBPF_GO_PLUGIN, HostFacts
 from fleet.model import FAIL, FIXES, WARN
 from fleet.netdataconf import PLUGINS, set_netdata_value
-
-
-@dataclass(frozen=True)
-class Op:
-    """One remote operation of fleet/apply.sh: MODE PATH CHECK DATA (see its header)."""
-
-    mode: str
-    path: str
-    check: str
-    data: str
-
-    def args(self) -> list[str]:
-        return [self.mode, self.path, self.check, self.data]
 
 
 @dataclass(frozen=True)

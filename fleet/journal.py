@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fleet.apply import Op
 from fleet.errors import UsageError
-from fleet.fixes import Op
 
 
 def new_run_id() -> str:

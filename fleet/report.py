@@ -19,9 +19,7 @@ from fleet.errors import UsageError
 from fleet.history import WAIVER_EXPIRED, WAIVER_IN_EFFECT, History, default_history_path
 from fleet.model import AuditRun
 from fleet.notify import NotifyError, payload, post_json
-from fleet.outfile import write_atomic
 from fleet.reportdata import ReportData
-from fleet.reportfiles import FORMATS, check_writable, plan_outputs
 from fleet.runner import ProgressFactory
 from fleet.targets import AuditRequest
 from fleet.waivers import Waiver, WaiverOutcome, apply_waivers, load_waivers
@@ -51,11 +49,15 @@ class ReportRequest:
 
 @dataclass
 class ReportResult:
+    """The run's report data (fleet.render.report_files renders and writes it) and what was
+    worth a warning on the way."""
+
     data: ReportData
-    exit_code: int
-    stdout: str = ""
-    written: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return self.data.exit_code()
 
 
 AuditFn = Callable[[], tuple[AuditRun, str]]
@@ -111,8 +113,8 @@ def run_report(
     progress: ProgressFactory | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ReportResult:
-    plan = plan_outputs(req.formats, req.output)
-    check_writable(plan, req.output)
+    """Audit (or load --from), apply waivers, record in the history with its drift. The
+    inventory, playbook, waivers and webhook URL are checked before any host is contacted."""
     if req.webhook and not req.webhook.startswith(("http://", "https://")):
         raise UsageError("--notify-webhook: an http:// or https:// URL is needed")
     waivers: list[Waiver] = load_waivers(req.waivers) if req.waivers else []
@@ -136,17 +138,16 @@ def run_report(
     finally:
         history.close()
     data = ReportData(run, playbook, drift, outcome, series, run_id, source)
-    result = ReportResult(data, data.exit_code(), warnings=warnings)
-    for out in plan:
-        text = FORMATS[out.fmt][1](data)
-        if out.path is None:
-            result.stdout = text
-        else:
-            write_atomic(out.path, text)
-            result.written.append(out.path)
-    if req.webhook and drift.changed:
-        try:
-            post_json(req.webhook, payload(data), timeout=req.webhook_timeout)
-        except NotifyError as exc:
-            result.warnings.append(f"notify: {exc}")
-    return result
+    return ReportResult(data, warnings)
+
+
+def notify_drift(req: ReportRequest, data: ReportData) -> list[str]:
+    """POST the drift to --notify-webhook when there is any (after the reports are written);
+    a delivery failure is a warning, never the run's failure."""
+    if not req.webhook or not data.drift.changed:
+        return []
+    try:
+        post_json(req.webhook, payload(data), timeout=req.webhook_timeout)
+    except NotifyError as exc:
+        return [f"notify: {exc}"]
+    return []

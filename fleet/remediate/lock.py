@@ -9,7 +9,7 @@ import os
 import socket
 import time
 
-from fleet.fixes import Op
+from fleet.apply import Op
 from fleet.journal import operator
 from fleet.remediate.context import StepFailed
 from fleet.remediate.session import HostSession

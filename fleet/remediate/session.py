@@ -11,12 +11,11 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from fleet.apply import ApplyOutput, apply_stdin, parse_apply_output, read_stdin
+from fleet.apply import ApplyOutput, Op, apply_stdin, parse_apply_output, read_stdin
 from fleet.audit import judge_probe
 from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
 from fleet.endpoint import Endpoint
 from fleet.facts import HostFacts
-from fleet.fixes import Op
 from fleet.inventory import Host
 from fleet.model import Finding, HostResult
 from fleet.probe import new_nonce, probe_stdin

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fleet.fixes import Op
+from fleet.apply import Op
 from fleet.inventory import Host
 from fleet.journal import JournaledStep
 from fleet.remediate.context import StepFailed

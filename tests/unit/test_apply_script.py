@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.apply import ApplyOutput, apply_stdin, parse_apply_output
-from fleet.fixes import Op
+from fleet.apply import ApplyOutput, Op, apply_stdin, parse_apply_output
 from fleet.probe import new_nonce
 from tests.helpers import immutable
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fleet.apply import Op
 from fleet.errors import UsageError
-from fleet.fixes import Op
 from fleet.journal import Journal, find_run, load_run, ops_json
 
 

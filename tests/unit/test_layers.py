@@ -18,7 +18,6 @@ READERS_OF_RESULTS = [
     "fleet.waivers",
     "fleet.reportdata",
     "fleet.auditfile",
-    "fleet.reportfiles",
     *(f"fleet.render.{m.name}" for m in pkgutil.iter_modules(fleet.render.__path__)),
 ]
 

@@ -12,7 +12,7 @@ from fleet.auditfile import AuditFileError, load_audit_file
 from fleet.errors import UsageError
 from fleet.outfile import write_atomic
 from fleet.render.json_out import audit_document, render_json
-from fleet.reportfiles import Output, plan_outputs
+from fleet.render.report_files import Output, plan_outputs
 from tests.reportkit import host, run
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.errors import UsageError
+from fleet.outfile import write_atomic
 from fleet.render.html import render_html
 from fleet.render.junit import render_junit
 from fleet.render.markdown import render_markdown
@@ -110,3 +111,17 @@ def check_writable(plan: list[Output], output: Path | None) -> None:
             raise UsageError(f"{out.path}: directory {parent} is not writable")
         if out.path.is_dir():
             raise UsageError(f"{out.path}: is a directory")
+
+
+def write_outputs(plan: list[Output], data: ReportData) -> tuple[str, list[Path]]:
+    """Render every planned format: (what goes to stdout, the files written)."""
+    stdout = ""
+    written: list[Path] = []
+    for out in plan:
+        text = FORMATS[out.fmt][1](data)
+        if out.path is None:
+            stdout = text
+        else:
+            write_atomic(out.path, text)
+            written.append(out.path)
+    return stdout, written
