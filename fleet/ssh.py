@@ -220,22 +220,19 @@ class Connection:
         wrapped = wrap(command, become)
         try:
             chan = self.transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
-        except _BROKEN as exc:
+            try:
+                chan.exec_command(wrapped.command)
+                held = b""
+                if wrapped.watched and become is not None and become.password is not None:
+                    held = _answer_sudo(chan, wrapped, become.password, deadline)
+                if stdin:
+                    chan.sendall(stdin)
+                chan.shutdown_write()
+            except BaseException:
+                chan.close()
+                raise
+        except _BROKEN as exc:  # closing a channel of a dead transport raises too
             raise self._lost(exc) from None
-        try:
-            chan.exec_command(wrapped.command)
-            held = b""
-            if wrapped.watched and become is not None and become.password is not None:
-                held = _answer_sudo(chan, wrapped, become.password, deadline)
-            if stdin:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-        except _BROKEN as exc:
-            chan.close()
-            raise self._lost(exc) from None
-        except BaseException:
-            chan.close()
-            raise
         return Exec(chan, held)
 
     def collect(self, ex: Exec, deadline: float | None = None) -> RunResult:
@@ -243,17 +240,18 @@ class Connection:
         deadline = deadline or (time.monotonic() + 3600)
         chan = ex.chan
         try:
-            out, err = _drain(chan, deadline)
-            err = ex.stderr + err
-            if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
-                raise CommandTimeout("remote command did not exit before the deadline")
-            rc = chan.recv_exit_status()
-        except _BROKEN as exc:
+            try:
+                out, err = _drain(chan, deadline)
+                err = ex.stderr + err
+                if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+                    raise CommandTimeout("remote command did not exit before the deadline")
+                rc = chan.recv_exit_status()
+            finally:
+                chan.close()
+        except _BROKEN as exc:  # closing a channel of a dead transport raises too
             raise self._lost(exc) from None
         except CommandTimeout as exc:
             raise self._bastion_lost() or exc from None
-        finally:
-            chan.close()
         if rc == -1:  # no exit status: the session ended without one
             lost = self._bastion_lost()
             if lost is not None:
