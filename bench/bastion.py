@@ -6,7 +6,7 @@ PermitOpen to the lab only, LogLevel DEBUG1). Each inventory host carries `fleet
 Two ways to cross the bastion, interleaved (A B, B A, A B, ...) for --rounds rounds:
 
   fabric   the default: one fabric Connection to the bastion for the run, each target's SSH
-           in a direct-tcpip channel of it (fleet/jump.py)
+           in a direct-tcpip channel of it (fleet/transport/jump.py)
   ssh-W    FLEET_JUMP_VIA=ssh: paramiko's ProxyCommand running `ssh -W host:port bastion`
            per target (what fleet did before; the hop's key checked against the same files)
 

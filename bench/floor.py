@@ -5,7 +5,7 @@ loaded once, public-key auth with a key loaded once, ONE session running
 `sh -s -- NONCE ROOT 0` with the probe script on stdin, stdout/stderr/exit status read, close.
 Nothing is parsed or judged: whatever a real tool does beyond this is overhead.
 
-    python bench/floor.py --targets targets.tsv --script fleet/probe.sh --forks 50
+    python bench/floor.py --targets targets.tsv --script fleet/remote/probe.sh --forks 50
 
 `--targets` is a TSV file, one host a line: name, address, port, user, key file, known_hosts
 file, root (bench/run.py writes it from the lab inventory). It prints one summary line and

@@ -12,7 +12,7 @@ every host, interleaved (A B C, B C A, C A B, ...) for --rounds rounds:
   ansible-shell  `ansible all -m shell -f F` (module run by Python on the target)
   pyinfra        `pyinfra INVENTORY exec --parallel F`
 
-Every tool runs the same probe script (fleet/probe.sh, window 0) once per host, reading the
+Every tool runs the same probe script (fleet/remote/probe.sh, window 0) once per host, reading the
 same files under that host's fleet_root: fleet and the floor send it on stdin of
 `sh -s -- NONCE ROOT 0`, the others as `sh -c SCRIPT sh NONCE ROOT 0`. A run counts only if
 every host's probe reached its `done` frame.
@@ -48,7 +48,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-PROBE = REPO / "fleet" / "probe.sh"
+PROBE = REPO / "fleet" / "remote" / "probe.sh"
 sys.path.insert(0, str(HERE))
 
 from floor import Target, write_targets  # noqa: E402

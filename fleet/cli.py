@@ -265,15 +265,15 @@ def _write_output(text: str, path: Path | None, private: bool = False) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    from fleet.outfile import write_atomic
+    from fleet.config.outfile import write_atomic
 
     write_atomic(path, text, 0o600 if private else 0o644)  # never replaces a FIFO with a file
     print(f"fleet: wrote {path}", file=sys.stderr)
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Path]:
-    from fleet.audit import prepare
-    from fleet.targets import AuditRequest
+    from fleet.audit.run import prepare
+    from fleet.config.targets import AuditRequest
 
     hosts, ctx, playbook_path = prepare(AuditRequest.from_namespace(args))
     _warn(ctx.warnings)
@@ -286,8 +286,8 @@ def _warn(warnings: list[str]) -> None:
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:
-    from fleet.hosts import list_hosts
     from fleet.render import hosts as render
+    from fleet.transport.hosts import list_hosts
 
     listed = list_hosts(args.inventory, args.limit)
     _warn(listed.warnings)
@@ -302,7 +302,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from fleet.audit import audit_fleet
+    from fleet.audit.run import audit_fleet
     from fleet.model import exit_code
     from fleet.render.progress import ProgressBar
 
@@ -328,9 +328,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _remediate_context(args: argparse.Namespace, command: str) -> tuple[Any, list[Any], Path]:
-    from fleet.journal import new_run_id
+    from fleet.config.statedir import state_dir
     from fleet.remediate.context import RemediateContext
-    from fleet.statedir import state_dir
+    from fleet.remediate.journal import new_run_id
 
     hosts, audit, playbook_path = _prepare(args)
     if not audit.playbook.fixes:
@@ -369,8 +369,8 @@ def _confirm(question: str) -> bool:
 
 
 def cmd_remediate(args: argparse.Namespace) -> int:
+    from fleet.remediate.results import remediation_exit_code
     from fleet.remediate.rollout import plan_fleet, remediate_fleet
-    from fleet.remediation_results import remediation_exit_code
     from fleet.render.json_out import render_json
     from fleet.render.progress import ProgressBar
     from fleet.render.remediation import remediation_document, render_plan, render_results
@@ -444,8 +444,8 @@ def _stop_on_signals(ctx: Any, stopped: list[int]) -> Iterator[None]:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from fleet.remediate.results import rollback_exit_code
     from fleet.remediate.rollout import rollback_fleet
-    from fleet.remediation_results import rollback_exit_code
     from fleet.render.json_out import render_json
     from fleet.render.progress import ProgressBar
     from fleet.render.remediation import remediation_document, render_results
@@ -521,7 +521,7 @@ def _add_report_parser(sub: Any) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from fleet.render.progress import ProgressBar
     from fleet.render.report_files import check_writable, plan_outputs, write_outputs
-    from fleet.report import ReportRequest, notify_drift, run_report
+    from fleet.report.run import ReportRequest, notify_drift, run_report
 
     req = ReportRequest.from_namespace(args)
     plan = plan_outputs(req.formats, req.output)

@@ -27,7 +27,7 @@ HOST_STATUSES = (COMPLIANT, NON_COMPLIANT, ERROR, UNREACHABLE)
 # A report's view: a failure under a waiver in effect, a host whose failures all are.
 WAIVED = "waived"
 
-# The built-in checks (contract ids, docs/checks.md). fleet.checks registers one function for
+# The built-in checks (contract ids, docs/checks.md). fleet.audit.checks registers one function for
 # each; a playbook may name only these (or define `type: file` checks of its own).
 CHECK_IDS = (
     "tracing.set_event",
@@ -38,7 +38,7 @@ CHECK_IDS = (
     "bpf.tracing_programs",
     "cpu.system",
 )
-# The remediation steps, in the order the kernel requires, with what each does. fleet.fixes
+# The remediation steps, in the order the kernel requires, with what each does. fleet.remediate.plan
 # registers one planner for each; a playbook lists them in this order.
 FIXES = {
     "netdata.ebpf_off": "netdata eBPF plugin off ([plugins] ebpf = no), netdata restarted",

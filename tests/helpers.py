@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fleet.lab.lab import write_tool_dispatchers
-from fleet.probe import ProbeOutput, new_nonce, parse_probe_output, probe_stdin
+from fleet.remote.probe import ProbeOutput, new_nonce, parse_probe_output, probe_stdin
 
 
 def run_probe(

@@ -2,7 +2,7 @@
 
     python -m tests.history_writer DB HOSTS PAUSE_AT STARTED_AT
 
-Records one run of HOSTS hosts through fleet.report.record (the code `fleet report` runs).
+Records one run of HOSTS hosts through fleet.report.run.record (the code `fleet report` runs).
 With PAUSE_AT > 0 it stops inside its write transaction, just before its PAUSE_AT-th
 check row, prints MID-WRITE and waits for a line on stdin (or for SIGKILL). Prints BEGIN
 when its transaction starts and DONE <run id> <previous run id> when committed.
@@ -14,9 +14,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fleet.history import History
-from fleet.report import record
-from fleet.waivers import WaiverOutcome
+from fleet.report.history import History
+from fleet.report.run import record
+from fleet.report.waivers import WaiverOutcome
 from tests.reportkit import host, run
 
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
-from fleet.endpoint import Endpoint
-from fleet.inventory import Host
+from fleet.config.inventory import Host
 from fleet.lab import kernelmodel
 from fleet.lab.lab import write_tool_dispatchers
-from fleet.remote_shell import shell_command
-from fleet.ssh import RunResult
+from fleet.remote.shell import shell_command
+from fleet.transport.endpoint import Endpoint
+from fleet.transport.ssh import RunResult
 
 
 def tree_host(tree: Path, name: str | None = None) -> Host:

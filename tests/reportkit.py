@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from fleet.drift import Drift, Past, compute_drift
 from fleet.model import UNREACHABLE, AuditRun, CpuFigures, Finding, HostResult, host_status
-from fleet.reportdata import ReportData
-from fleet.waivers import Waiver, apply_waivers
+from fleet.report.data import ReportData
+from fleet.report.drift import Drift, Past, compute_drift
+from fleet.report.waivers import Waiver, apply_waivers
 
 CHECKS = ("tracing.set_event", "kprobes.registered", "netdata.ebpf", "cpu.system")
 

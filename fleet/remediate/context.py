@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.audit import AuditContext
-from fleet.journal import Journal
+from fleet.audit.run import AuditContext
+from fleet.remediate.journal import Journal
 
 
 class StepFailed(Exception):

@@ -11,18 +11,18 @@ from __future__ import annotations
 import contextlib
 import time
 
-from fleet.facts import EBPF_PLUGINS
-from fleet.fixes import PlanInput, Step, plan_step, render_diff
-from fleet.journal import JournaledRun, JournaledStep, operator, ops_json
+from fleet.audit.facts import EBPF_PLUGINS
+from fleet.config.playbook import Playbook
 from fleet.model import COMPLIANT, ERROR, FAIL, SKIPPED, HostResult, host_status
-from fleet.playbook import Playbook
 from fleet.remediate.context import Interrupted, JournalFailed, RemediateContext, StepFailed
+from fleet.remediate.journal import JournaledRun, JournaledStep, operator, ops_json
 from fleet.remediate.lock import acquire_lock, release_quietly
+from fleet.remediate.plan import PlanInput, Step, plan_step, render_diff
+from fleet.remediate.results import APPLIED, FAILED, PLANNED, HostRemediation, StepResult
 from fleet.remediate.session import HostSession, Reading
 from fleet.remediate.undo import undo_all
-from fleet.remediation_results import APPLIED, FAILED, PLANNED, HostRemediation, StepResult
-from fleet.ssh import TransportError
-from fleet.verify import NOT_MEASURED, WORSE, Verdict, cpu_verdict, intervals
+from fleet.remediate.verdict import NOT_MEASURED, WORSE, Verdict, cpu_verdict, intervals
+from fleet.transport.ssh import TransportError
 
 
 # ---------------------------------------------------------------- planning (pure)

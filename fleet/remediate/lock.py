@@ -1,4 +1,4 @@
-"""The host's remediation lock (a directory, fleet/apply.sh's `lock`/`unlock` ops): one
+"""The host's remediation lock (a directory, fleet/remote/apply.sh's `lock`/`unlock` ops): one
 remediation or rollback per host at a time; a lock whose owner is gone or too old is taken
 over, and said so."""
 
@@ -9,11 +9,11 @@ import os
 import socket
 import time
 
-from fleet.apply import Op
-from fleet.journal import operator
 from fleet.remediate.context import StepFailed
+from fleet.remediate.journal import operator
 from fleet.remediate.session import HostSession
-from fleet.ssh import TransportError
+from fleet.remote.apply import Op
+from fleet.transport.ssh import TransportError
 
 LOCK_PATH = "/run/fleet-remediate.lock"
 

@@ -8,17 +8,17 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from fleet.audit import host_failed
+from fleet.audit.run import host_failed
+from fleet.config.inventory import Host
 from fleet.errors import UsageError
-from fleet.inventory import Host
-from fleet.journal import Journal, JournaledRun, find_run
 from fleet.model import COMPLIANT, SKIPPED, UNREACHABLE, HostResult, utc_now
 from fleet.remediate.context import RemediateContext
 from fleet.remediate.host import plan_on, remediate_on, rollback_on
+from fleet.remediate.journal import Journal, JournaledRun, find_run
+from fleet.remediate.results import HostRemediation, RemediationRun
 from fleet.remediate.session import HostSession, connect_remote
-from fleet.remediation_results import HostRemediation, RemediationRun
-from fleet.runner import ProgressFactory, run_hosts
-from fleet.ssh import SSHError
+from fleet.transport.fanout import ProgressFactory, run_hosts
+from fleet.transport.ssh import SSHError
 
 # The per-host part of a command, given the host's session.
 OnHost = Callable[[HostSession], HostRemediation]
@@ -73,7 +73,7 @@ def plan_fleet(
         progress=progress(len(hosts)) if progress else None,
         on_error=lambda h, exc: _failed(h, ctx, exc),
     )
-    ctx.audit.ssh.jumps.close()  # the run's bastion connections (fleet/jump.py)
+    ctx.audit.ssh.jumps.close()  # the run's bastion connections (fleet/transport/jump.py)
     return RemediationRun(ctx.run_id, started, utc_now(), out)
 
 

@@ -11,21 +11,21 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from fleet.apply import ApplyOutput, Op, apply_stdin, parse_apply_output, read_stdin
-from fleet.audit import judge_probe
-from fleet.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
-from fleet.endpoint import Endpoint
-from fleet.facts import HostFacts
-from fleet.inventory import Host
+from fleet.audit.facts import HostFacts
+from fleet.audit.run import judge_probe
+from fleet.config.inventory import Host
 from fleet.model import Finding, HostResult
-from fleet.probe import new_nonce, probe_stdin
 from fleet.remediate.context import RemediateContext, StepFailed
-from fleet.remote_shell import shell_command
-from fleet.ssh import CommandTimeout, Connection, RunResult, connect
+from fleet.remote.apply import ApplyOutput, Op, apply_stdin, parse_apply_output, read_stdin
+from fleet.remote.probe import new_nonce, probe_stdin
+from fleet.remote.shell import shell_command
+from fleet.transport.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
+from fleet.transport.endpoint import Endpoint
+from fleet.transport.ssh import CommandTimeout, Connection, RunResult, connect
 
 
 class Remote(Protocol):
-    """Where a host's fleet scripts run. `run` sends `stdin` (fleet/remote_shell.py: the
+    """Where a host's fleet scripts run. `run` sends `stdin` (fleet/remote/shell.py: the
     arguments, then the script) to `sh -s` on the host, bounded by `deadline` (monotonic);
     it raises TransportError when the host cannot be talked to, BecomeError when sudo
     refuses."""
@@ -105,7 +105,7 @@ class HostSession:
         return Reading(result, facts)
 
     def apply(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
-        """fleet/apply.sh's compare-and-set `ops`, `extra` seconds more for a restart."""
+        """fleet/remote/apply.sh's compare-and-set `ops`, `extra` seconds more for a restart."""
         nonce = new_nonce()
         stdin = apply_stdin(nonce, self.host.fleet_root, self.tag, ops)
         res = self._run(stdin, self.deadline(extra))

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fleet.apply import Op
-from fleet.inventory import Host
-from fleet.journal import JournaledStep
+from fleet.config.inventory import Host
 from fleet.remediate.context import StepFailed
+from fleet.remediate.journal import JournaledStep
+from fleet.remediate.results import FAILED, ROLLED_BACK, StepResult
 from fleet.remediate.session import HostSession
-from fleet.remediation_results import FAILED, ROLLED_BACK, StepResult
+from fleet.remote.apply import Op
 
 
 def _undo_op(op: Op, host: Host) -> Op:

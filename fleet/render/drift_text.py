@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleet.drift import Drift, duration
+from fleet.report.drift import Drift, duration
 
 
 @dataclass(frozen=True)

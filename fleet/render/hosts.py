@@ -6,7 +6,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from fleet.hosts import HostView
+from fleet.transport.hosts import HostView
 
 SCHEMA = 1
 

@@ -11,7 +11,7 @@ from html import escape
 from fleet import __version__
 from fleet.model import CPU_THRESHOLD_PCT, ERROR, WARN, Finding, HostResult
 from fleet.render import drift_text
-from fleet.reportdata import CHECK_STATES, HOST_STATES, ReportData
+from fleet.report.data import CHECK_STATES, HOST_STATES, ReportData
 
 CSS = """
 :root{--bg:#fff;--fg:#1b1f24;--mut:#5b6470;--line:#d8dde3;--card:#f5f7f9;

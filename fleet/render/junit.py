@@ -25,7 +25,7 @@ from fleet.model import (
     HostResult,
     parse_time,
 )
-from fleet.reportdata import ReportData
+from fleet.report.data import ReportData
 
 # Characters XML 1.0 cannot carry, even escaped.
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

@@ -8,7 +8,7 @@ import re
 from fleet.model import ERROR, FAIL, WARN
 from fleet.render import drift_text
 from fleet.render.report_table import host_detail
-from fleet.reportdata import ReportData
+from fleet.report.data import ReportData
 
 _DRIFT_HEADERS = {
     "new_failures": ["host", "check", "severity", "waived"],

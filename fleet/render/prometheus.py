@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fleet.model import UNREACHABLE, parse_time
-from fleet.reportdata import CHECK_STATES, HOST_STATES, ReportData
+from fleet.report.data import CHECK_STATES, HOST_STATES, ReportData
 
 HELP = {
     "fleet_check_status": "Result of a check on a host in the last fleet report: 1 for the "

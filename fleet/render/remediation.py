@@ -8,7 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from fleet.model import FIXES, SKIPPED, UNREACHABLE
-from fleet.remediation_results import PLANNED, HostRemediation, RemediationRun
+from fleet.remediate.results import PLANNED, HostRemediation, RemediationRun
 from fleet.render.json_out import SCHEMA, summary
 
 

@@ -9,15 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet.config.outfile import write_atomic
 from fleet.errors import UsageError
-from fleet.outfile import write_atomic
 from fleet.render.html import render_html
 from fleet.render.junit import render_junit
 from fleet.render.markdown import render_markdown
 from fleet.render.prometheus import render_prometheus
 from fleet.render.report_json import render_report_json
 from fleet.render.report_table import render_report_table
-from fleet.reportdata import ReportData
+from fleet.report.data import ReportData
 
 Renderer = Callable[[ReportData], str]
 

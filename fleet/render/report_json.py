@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleet.render.json_out import audit_document, render_json
-from fleet.reportdata import ReportData
+from fleet.report.data import ReportData
 
 
 def report_document(data: ReportData) -> dict[str, Any]:

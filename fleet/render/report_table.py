@@ -6,7 +6,7 @@ from tabulate import tabulate
 
 from fleet.model import ERROR, WARN, HostResult
 from fleet.render import drift_text
-from fleet.reportdata import ReportData
+from fleet.report.data import ReportData
 
 STEADY_ROWS = 10  # rows of "still failing"/"still unreachable" in the terminal table
 

@@ -23,7 +23,7 @@ import yaml
 from fleet import cli, lab
 from fleet.lab import bastion
 from fleet.lab import lab as lab_sshd
-from fleet.ssh import OUTPUT_LIMIT
+from fleet.transport.ssh import OUTPUT_LIMIT
 from tests.integration.conftest import audit_json, run_fleet, statuses
 from tests.tcpserver import faulty_link, tcp_server
 

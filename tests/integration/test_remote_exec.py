@@ -140,7 +140,7 @@ def test_with_fleet_root_the_probe_runs_no_binary_of_the_audited_tree(tmp_path: 
 
 def test_the_probe_runs_as_sh_dash_s_with_nothing_on_its_command_line() -> None:
     # What a process listing on the host shows for a probe: the interpreter and no argument.
-    from fleet.remote_shell import shell_command
+    from fleet.remote.shell import shell_command
 
     assert shell_command(None) == "sh -s"
     line = shell_command(time.monotonic() + 10)

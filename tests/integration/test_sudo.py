@@ -27,9 +27,9 @@ import pytest
 import yaml
 
 from fleet import lab
-from fleet.become import Become, BecomeError
-from fleet.endpoint import Endpoint
-from fleet.ssh import Connection
+from fleet.transport.become import Become, BecomeError
+from fleet.transport.endpoint import Endpoint
+from fleet.transport.ssh import Connection
 from tests.helpers import process_cmdlines
 from tests.integration.conftest import by_name, fleet_argv, fleet_env, statuses
 

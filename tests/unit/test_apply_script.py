@@ -1,4 +1,4 @@
-"""fleet/apply.sh, the remote half of a remediation step, under dash, bash and busybox sh."""
+"""fleet/remote/apply.sh, the remote half of a remediation step, under dash, bash and busybox sh."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.apply import ApplyOutput, Op, apply_stdin, parse_apply_output
-from fleet.probe import new_nonce
+from fleet.remote.apply import ApplyOutput, Op, apply_stdin, parse_apply_output
+from fleet.remote.probe import new_nonce
 from tests.helpers import immutable
 
 SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]

@@ -1,4 +1,4 @@
-"""The become wrapper (fleet/become.py): the command lines it builds and the watcher that
+"""The become wrapper (fleet/transport/become.py): the command lines it builds and the watcher that
 decides when sudo's password may be sent. The SSH side runs for real in
 tests/integration/test_sudo.py."""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.become import (
+from fleet.config.inventory import load_inventory
+from fleet.transport.become import (
     SEND_PASSWORD,
     STARTED,
     WRONG,
@@ -21,7 +22,6 @@ from fleet.become import (
     with_password,
     wrap,
 )
-from fleet.inventory import load_inventory
 
 SECRET = "s3cret-pa55"
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet.checks import run_checks
+from fleet.audit.checks import run_checks
+from fleet.audit.facts import host_facts
+from fleet.config.playbook import default_playbook_path, load_playbook
 from fleet.errors import PlaybookError
-from fleet.facts import host_facts
 from fleet.model import Finding, exit_code, host_status
-from fleet.playbook import default_playbook_path, load_playbook
 from tests.helpers import run_probe, unreadable, write
 
 PLAYBOOK = load_playbook(default_playbook_path())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.cpu import cpu_between, parse_proc_stat
+from fleet.audit.cpu import cpu_between, parse_proc_stat
 
 CAPTURED = Path(__file__).resolve().parent.parent / "fixtures" / "captured"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet.drift import (
+from fleet.report.drift import (
     FLAP_WINDOW,
     CheckMark,
     HostPast,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from fleet.cpu import parse_proc_stat
-from fleet.facts import host_facts
-from fleet.fixes import PlanInput, plan_step, render_diff
+from fleet.audit.cpu import parse_proc_stat
+from fleet.audit.facts import host_facts
+from fleet.audit.netdataconf import load_netdata_config, set_netdata_value
+from fleet.config.playbook import load_playbook
 from fleet.lab.trees import make_host_tree
-from fleet.netdataconf import load_netdata_config, set_netdata_value
-from fleet.playbook import load_playbook
-from fleet.verify import IMPROVED, NOT_MEASURED, UNCHANGED, WORSE, cpu_verdict, intervals
+from fleet.remediate.plan import PlanInput, plan_step, render_diff
+from fleet.remediate.verdict import IMPROVED, NOT_MEASURED, UNCHANGED, WORSE, cpu_verdict, intervals
 from tests.helpers import run_probe
 
 STOCK = Path(__file__).parents[2] / "fleet/lab/stock/netdata.conf.1.36.1"

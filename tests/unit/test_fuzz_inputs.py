@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet import cli
+from fleet.config.inventory import load_inventory
+from fleet.config.playbook import default_playbook_path, load_playbook
 from fleet.errors import UsageError
-from fleet.inventory import load_inventory
-from fleet.playbook import default_playbook_path, load_playbook
-from fleet.waivers import load_waivers
+from fleet.report.waivers import load_waivers
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = {

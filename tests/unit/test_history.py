@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet.drift import Drift, RunRef
-from fleet.history import History, HistoryError
 from fleet.model import HostResult
-from fleet.report import record
-from fleet.waivers import apply_waivers
+from fleet.report.drift import Drift, RunRef
+from fleet.report.history import History, HistoryError
+from fleet.report.run import record
+from fleet.report.waivers import apply_waivers
 from tests.reportkit import host, run, waiver
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)

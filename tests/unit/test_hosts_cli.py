@@ -95,7 +95,7 @@ def test_without_an_ssh_client_paramiko_reads_the_config_with_one_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no `ssh` anywhere
-    from fleet.hosts import list_hosts
+    from fleet.transport.hosts import list_hosts
 
     listed = list_hosts(_inventory(tmp_path, CONFIG), None, tmp_path / "config")
     assert listed.ssh_runs == 0 and len(listed.warnings) == 1

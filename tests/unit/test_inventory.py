@@ -1,4 +1,4 @@
-"""Tests for fleet.inventory: loading an Ansible YAML inventory and selecting hosts."""
+"""Tests for fleet.config.inventory: loading an Ansible YAML inventory and selecting hosts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.errors import InventoryError, UsageError
-from fleet.inventory import (
+from fleet.config.inventory import (
     EncryptedValue,
     Host,
     Inventory,
@@ -17,6 +16,7 @@ from fleet.inventory import (
     load_inventory,
     parse_cpu_list,
 )
+from fleet.errors import InventoryError, UsageError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "inventory"
 

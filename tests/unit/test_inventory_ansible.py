@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from fleet.config.inventory import EncryptedValue, Host, Inventory, load_inventory
+from fleet.config.inventory_ansible import find_ansible_inventory
 from fleet.errors import InventoryError
-from fleet.inventory import EncryptedValue, Host, Inventory, load_inventory
-from fleet.inventory_ansible import find_ansible_inventory
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "inventory" / "ansible"
 # case -> the source given as -i, relative to the case directory

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from fleet.cli import main
+from fleet.config.inventory import Inventory, load_inventory
+from fleet.config.patterns import split_pattern
 from fleet.errors import InventoryError
-from fleet.inventory import Inventory, load_inventory
-from fleet.patterns import split_pattern
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "inventory" / "patterns"
 

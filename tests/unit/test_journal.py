@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.apply import Op
 from fleet.errors import UsageError
-from fleet.journal import Journal, find_run, load_run, ops_json
+from fleet.remediate.journal import Journal, find_run, load_run, ops_json
+from fleet.remote.apply import Op
 
 
 def intent(host: str, seq: int, step: str) -> dict[str, object]:
@@ -29,7 +29,7 @@ def intent(host: str, seq: int, step: str) -> dict[str, object]:
 
 def test_journal_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
-    from fleet.statedir import state_dir
+    from fleet.config.statedir import state_dir
 
     state = state_dir()
     journal = Journal.start(state, "20260101T000000Z-aaaaaa", ["fleet"], "pb.yml")

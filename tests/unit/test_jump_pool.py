@@ -1,4 +1,4 @@
-"""The per-run bastion pool (fleet/jump.py): one open per chain, shared, bounded reopen.
+"""The per-run bastion pool (fleet/transport/jump.py): one open per chain, shared, bounded reopen.
 
 The opener is the pool's seam: here it counts and fakes transports, so the pool's own rules
 (locking, caching, reopen budget, deadlines) are tested without sshd. The real fabric opener
@@ -18,10 +18,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from fleet.endpoint import Hop
-from fleet.hostkeys import KnownHosts
-from fleet.jump import MAX_OPENS, ChannelSocket, JumpError, JumpPool, reason
-from fleet.ssh import KeyCache, proxy_jump_command
+from fleet.transport.endpoint import Hop
+from fleet.transport.hostkeys import KnownHosts
+from fleet.transport.jump import MAX_OPENS, ChannelSocket, JumpError, JumpPool, reason
+from fleet.transport.ssh import KeyCache, proxy_jump_command
 
 A = Hop("ops@10.0.0.1:2222", "10.0.0.1", 2222, "ops")
 B = Hop("b2", "10.0.0.2", 22, "root")
@@ -256,7 +256,7 @@ def test_the_ssh_w_command_names_the_hop_as_ssh_reads_it(
 
 def test_importing_the_ssh_layer_does_not_import_fabric() -> None:
     code = (
-        "import sys, fleet.ssh, fleet.jump; "
+        "import sys, fleet.transport.ssh, fleet.transport.jump; "
         "print(any(m.split('.')[0] == 'fabric' for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

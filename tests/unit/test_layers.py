@@ -13,11 +13,11 @@ import fleet.render
 # Everything that turns results into text or files, and what it reads them from.
 READERS_OF_RESULTS = [
     "fleet.model",
-    "fleet.drift",
-    "fleet.history",
-    "fleet.waivers",
-    "fleet.reportdata",
-    "fleet.auditfile",
+    "fleet.report.drift",
+    "fleet.report.history",
+    "fleet.report.waivers",
+    "fleet.report.data",
+    "fleet.report.saved_audit",
     *(f"fleet.render.{m.name}" for m in pkgutil.iter_modules(fleet.render.__path__)),
 ]
 
@@ -27,8 +27,8 @@ def test_reading_results_does_not_load_ssh(module: str) -> None:
     # A fresh interpreter: this test process has paramiko loaded by other tests.
     code = (
         f"import sys, {module}\n"
-        "loaded = sorted(m for m in ('paramiko', 'fabric', 'fleet.ssh', 'fleet.audit') "
-        "if m in sys.modules)\n"
+        "ssh = ('paramiko', 'fabric', 'fleet.transport.ssh', 'fleet.audit.run')\n"
+        "loaded = sorted(m for m in ssh if m in sys.modules)\n"
         "print(','.join(loaded))\n"
     )
     out = subprocess.run(
@@ -38,7 +38,7 @@ def test_reading_results_does_not_load_ssh(module: str) -> None:
 
 
 def test_every_built_in_check_id_has_one_function_and_nothing_else_registers() -> None:
-    from fleet import checks
+    from fleet.audit import checks
     from fleet.model import CHECK_IDS
 
     assert sorted(checks._REGISTRY) == sorted(CHECK_IDS)
@@ -47,7 +47,7 @@ def test_every_built_in_check_id_has_one_function_and_nothing_else_registers() -
 
 
 def test_every_fix_id_has_one_planner_in_the_kernels_order() -> None:
-    from fleet import fixes
+    from fleet.remediate import plan as fixes
     from fleet.model import FIX_IDS
 
     assert list(fixes._PLANNERS) == list(FIX_IDS)

@@ -2,7 +2,7 @@
 
 The judge is Debian's netdata 1.37.1 (tests/netdata_oracle.py): started with generated
 `-c FILE` and `-W set SECTION KEY VALUE` sequences and asked `-W get`, it prints the value it
-ends up with; fleet.netdata_install must arrive at the same value from the same argv.
+ends up with; fleet.audit.netdata_install must arrive at the same value from the same argv.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.netdata_install import merged_config, parse_daemon
+from fleet.audit.netdata_install import merged_config, parse_daemon
 from tests.netdata_oracle import Netdata, netdata_oracle
 
 ABSENT = "\x01absent"

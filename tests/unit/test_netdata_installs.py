@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet.checks import run_checks
-from fleet.facts import HostFacts, host_facts
-from fleet.fixes import PlanInput, plan_step
+from fleet.audit.checks import run_checks
+from fleet.audit.facts import HostFacts, host_facts
+from fleet.config.playbook import default_playbook_path, load_playbook
 from fleet.model import Finding
-from fleet.playbook import default_playbook_path, load_playbook
+from fleet.remediate.plan import PlanInput, plan_step
 from tests.helpers import run_probe, write
 
 PLAYBOOK = load_playbook(default_playbook_path())

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.netdataconf import load_netdata_config, plugin_enabled, set_netdata_value
+from fleet.audit.netdataconf import load_netdata_config, plugin_enabled, set_netdata_value
 from tests.netdata_oracle import Netdata, netdata_oracle
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "netdata_conf"

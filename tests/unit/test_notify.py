@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fleet.notify import NotifyError, payload, post_json, redacted
+from fleet.report.notify import NotifyError, payload, post_json, redacted
 from tests.reportkit import host, report_data
 from tests.tcpserver import tcp_server
 from tests.webhook import Hook

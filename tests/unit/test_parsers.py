@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.cpu import cpu_between, parse_proc_stat
-from fleet.facts import (
+from fleet.audit.cpu import cpu_between, parse_proc_stat
+from fleet.audit.facts import (
     event_fires,
     parse_bpftool_progs,
     parse_enabled_functions,
@@ -24,7 +24,7 @@ from fleet.facts import (
     parse_probe_events,
     parse_set_event,
 )
-from fleet.netdataconf import load_netdata_config
+from fleet.audit.netdataconf import load_netdata_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.facts import host_facts
-from fleet.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_stdin
+from fleet.audit.facts import host_facts
+from fleet.remote.probe import ProbeFormatError, new_nonce, parse_probe_output, probe_stdin
 from tests.helpers import run_probe, unreadable, write
 
 SHELLS = [s for s in ("dash", "bash", "busybox") if shutil.which(s)]

@@ -1,6 +1,6 @@
 """The whole pipeline on probe output captured from a real kernel (Debian 6.1 under QEMU).
 
-tests/fixtures/captured-qemu/probe_sh.*: fleet/probe.sh run in the guest (nonce FLEETNONCE,
+tests/fixtures/captured-qemu/probe_sh.*: fleet/remote/probe.sh run in the guest (nonce FLEETNONCE,
 root '/') with three kprobe events defined and enabled; once on a normal boot, once booted
 with lockdown=integrity. See captured-qemu/SOURCES.md.
 """
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet.checks import run_checks
-from fleet.facts import host_facts
+from fleet.audit.checks import run_checks
+from fleet.audit.facts import host_facts
+from fleet.config.playbook import default_playbook_path, load_playbook
 from fleet.model import host_status
-from fleet.playbook import default_playbook_path, load_playbook
-from fleet.probe import parse_probe_output
+from fleet.remote.probe import parse_probe_output
 
 CAPTURED = Path(__file__).resolve().parent.parent / "fixtures" / "captured-qemu"
 PLAYBOOK = load_playbook(default_playbook_path())

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from fleet.audit import AuditContext
-from fleet.journal import Journal, find_run, new_run_id
+from fleet.audit.run import AuditContext
+from fleet.config.playbook import FixSpec, Playbook, default_playbook_path, load_playbook
 from fleet.lab.trees import make_host_tree
 from fleet.model import COMPLIANT, ERROR, NON_COMPLIANT
-from fleet.playbook import FixSpec, Playbook, default_playbook_path, load_playbook
 from fleet.remediate.context import RemediateContext
 from fleet.remediate.host import plan_on, remediate_on, rollback_on
+from fleet.remediate.journal import Journal, find_run, new_run_id
+from fleet.remediate.results import FAILED, PLANNED, ROLLED_BACK, HostRemediation
 from fleet.remediate.session import HostSession
-from fleet.remediation_results import FAILED, PLANNED, ROLLED_BACK, HostRemediation
-from fleet.ssh import ConnectionLost, SSHOptions
+from fleet.transport.ssh import ConnectionLost, SSHOptions
 from tests.helpers import immutable, snapshot
 from tests.local_remote import LocalRemote, tree_host
 

@@ -8,13 +8,13 @@ import re
 from datetime import date
 from html.parser import HTMLParser
 
-from fleet.drift import CheckMark, HostPast, Past, RunRef, compute_drift
 from fleet.render.html import render_html, sparkline
 from fleet.render.json_out import audit_document
 from fleet.render.markdown import render_markdown
 from fleet.render.report_json import report_document
 from fleet.render.report_table import render_report_table
-from fleet.reportdata import ReportData
+from fleet.report.data import ReportData
+from fleet.report.drift import CheckMark, HostPast, Past, RunRef, compute_drift
 from tests.reportkit import host, report_data, run, waiver
 
 PREV = RunRef(4, "2026-11-25T06:00:00Z")

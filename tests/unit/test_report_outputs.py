@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet.auditfile import AuditFileError, load_audit_file
+from fleet.config.outfile import write_atomic
 from fleet.errors import UsageError
-from fleet.outfile import write_atomic
 from fleet.render.json_out import audit_document, render_json
 from fleet.render.report_files import Output, plan_outputs
+from fleet.report.saved_audit import AuditFileError, load_audit_file
 from tests.reportkit import host, run
 
 

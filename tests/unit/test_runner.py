@@ -6,9 +6,9 @@ import io
 import threading
 import time
 
-from fleet.inventory import Host
+from fleet.config.inventory import Host
 from fleet.render.progress import ProgressBar
-from fleet.runner import run_hosts
+from fleet.transport.fanout import run_hosts
 
 
 def hosts(n: int) -> list[Host]:

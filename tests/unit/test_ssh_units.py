@@ -8,9 +8,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from fleet.hostkeys import HostKeyProblem, KnownHosts, host_key_name
-from fleet.inventory import load_inventory
-from fleet.ssh import is_timeout, is_transient, resolve_endpoint
+from fleet.config.inventory import load_inventory
+from fleet.transport.hostkeys import HostKeyProblem, KnownHosts, host_key_name
+from fleet.transport.ssh import is_timeout, is_transient, resolve_endpoint
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_fallback_matches_the_address_and_resolves_each_hop_with_its_own_config(
 def test_aead_ciphers_are_offered_first_and_nothing_is_dropped() -> None:
     import socket
 
-    from fleet.ssh import _prefer_aead_ciphers
+    from fleet.transport.ssh import _prefer_aead_ciphers
 
     a, b = socket.socketpair()
     try:

@@ -29,10 +29,10 @@ import paramiko
 import pytest
 import yaml
 
-from fleet.endpoint import Endpoint
-from fleet.inventory import Host, load_inventory
-from fleet.ssh import resolve_endpoint
-from fleet.sshconfig import resolve_endpoints
+from fleet.config.inventory import Host, load_inventory
+from fleet.transport.endpoint import Endpoint
+from fleet.transport.ssh import resolve_endpoint
+from fleet.transport.sshconfig import resolve_endpoints
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "ssh_config"
 SSH = shutil.which("ssh")
@@ -337,7 +337,7 @@ def test_ansible_argv_is_what_fleet_passes_to_ssh_G(
 ) -> None:
     """The ssh options Ansible sets from the inventory (Port, IdentityFile, User), in
     Ansible's order, then its ssh args, then the address: fleet's argv keeps them all."""
-    from fleet.sshconfig import ansible_argv
+    from fleet.transport.sshconfig import ansible_argv
 
     for _case, host, argv, _ in corpus:
         theirs, ours = _relevant(argv), _relevant(list(ansible_argv(host)))

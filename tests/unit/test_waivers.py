@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import UsageError
-from fleet.waivers import WaiverError, apply_waivers, load_waivers
+from fleet.report.waivers import WaiverError, apply_waivers, load_waivers
 from tests.reportkit import host, waiver
 
 TODAY = date(2026, 11, 26)

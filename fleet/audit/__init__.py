@@ -1,0 +1,1 @@
+"""Where a host's audit happens: facts, checks, the run."""

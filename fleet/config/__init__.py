@@ -1,0 +1,1 @@
+"""What the user gives: inventory, playbook, state directory, output files."""

@@ -1,0 +1,1 @@
+"""The scheduled report: run, saved audits, history, drift, waivers, data, notification."""

@@ -1,0 +1,1 @@
+"""Reaching hosts: SSH, host keys, bastions, sudo, ssh_config, the fan-out."""
