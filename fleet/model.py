@@ -7,9 +7,12 @@ renderers, history and drift read these types without loading SSH or the audit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -47,6 +50,31 @@ FIXES = {
     "kprobes.disarm": "kprobes globally disarmed (kprobes/enabled = 0)",
 }
 FIX_IDS = tuple(FIXES)
+
+
+class Registry(Generic[F]):
+    """One function per id of a fixed catalogue (CHECK_IDS, FIX_IDS): registering any other
+    id fails at import, so the catalogue and the functions cannot drift apart."""
+
+    def __init__(self, ids: tuple[str, ...], what: str) -> None:
+        self.ids = ids
+        self.what = what
+        self.by_id: dict[str, F] = {}
+
+    def register(self, id_: str) -> Callable[[F], F]:
+        if id_ not in self.ids:
+            raise ValueError(f"{id_} is not a {self.what} id of fleet.model")
+
+        def add(fn: F) -> F:
+            self.by_id[id_] = fn
+            return fn
+
+        return add
+
+    def __getitem__(self, id_: str) -> F:
+        return self.by_id[id_]
+
+
 # cpu.system's default threshold (the playbook's `threshold_pct`): system CPU above it fails.
 CPU_THRESHOLD_PCT = 25.0
 

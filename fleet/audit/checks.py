@@ -8,23 +8,22 @@ from typing import Any
 
 from fleet.audit.facts import EBPF_PLUGINS, HostFacts, Parsed, event_fires, parse_ini
 from fleet.config.playbook import CheckSpec, Playbook
-from fleet.model import CHECK_IDS, CPU_THRESHOLD_PCT, ERROR, FAIL, PASS, SKIP, WARN, Finding
+from fleet.model import (
+    CHECK_IDS,
+    CPU_THRESHOLD_PCT,
+    ERROR,
+    FAIL,
+    PASS,
+    SKIP,
+    WARN,
+    Finding,
+    Registry,
+)
 from fleet.remote.probe import FileRead
 
 CheckFn = Callable[[HostFacts, CheckSpec, dict[str, Any]], Finding]
-_REGISTRY: dict[str, CheckFn] = {}
-
-
-def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
-    """Register the function of one built-in check id of fleet.model.CHECK_IDS."""
-    if check_id not in CHECK_IDS:
-        raise ValueError(f"{check_id} is not a check id of fleet.model.CHECK_IDS")
-
-    def register(fn: CheckFn) -> CheckFn:
-        _REGISTRY[check_id] = fn
-        return fn
-
-    return register
+CHECKS: Registry[CheckFn] = Registry(CHECK_IDS, "check")
+check = CHECKS.register
 
 
 def _finding(
@@ -418,7 +417,7 @@ def run_checks(facts: HostFacts, playbook: Playbook, cpu_window: int) -> list[Fi
     unknown = facts.unknown_root
     findings = []
     for spec in playbook.checks:
-        fn = check_file if spec.path else _REGISTRY[spec.id]
+        fn = check_file if spec.path else CHECKS[spec.id]
         try:
             finding = fn(facts, spec, ctx)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -26,7 +26,7 @@ from fnmatch import fnmatchcase
 
 from fleet.audit.facts import DEBUGFS, EBPF_GO_PLUGIN, HostFacts
 from fleet.audit.netdataconf import PLUGINS, set_netdata_value
-from fleet.model import FAIL, FIXES, WARN
+from fleet.model import FAIL, FIX_IDS, WARN, Registry
 from fleet.remote.apply import Op
 
 
@@ -67,19 +67,8 @@ class PlanInput:
 
 
 Planner = Callable[[HostFacts, "PlanInput"], "Step | None"]
-_PLANNERS: dict[str, Planner] = {}
-
-
-def planner(fix_id: str) -> Callable[[Planner], Planner]:
-    """Register the planner of one fix id of fleet.model.FIXES."""
-    if fix_id not in FIXES:
-        raise ValueError(f"{fix_id} is not a fix id of fleet.model.FIXES")
-
-    def register(fn: Planner) -> Planner:
-        _PLANNERS[fix_id] = fn
-        return fn
-
-    return register
+PLANNERS: Registry[Planner] = Registry(FIX_IDS, "fix")
+planner = PLANNERS.register
 
 
 @planner("netdata.ebpf_off")
@@ -211,7 +200,7 @@ def plan_kprobes(facts: HostFacts, inp: PlanInput) -> Step | None:
 
 def plan_step(step_id: str, facts: HostFacts, inp: PlanInput) -> Step | None:
     """The step as it would run now, or None when the host needs nothing from it."""
-    return _PLANNERS[step_id](facts, inp)
+    return PLANNERS[step_id](facts, inp)
 
 
 def render_diff(step: Step) -> list[str]:

@@ -43,7 +43,7 @@ def test_every_built_in_check_id_has_one_function_and_nothing_else_registers() -
     from fleet.audit import checks
     from fleet.model import CHECK_IDS
 
-    assert sorted(checks._REGISTRY) == sorted(CHECK_IDS)
+    assert sorted(checks.CHECKS.by_id) == sorted(CHECK_IDS)
     with pytest.raises(ValueError, match="not a check id"):
         checks.check("tracing.typo")
 
@@ -52,7 +52,7 @@ def test_every_fix_id_has_one_planner_in_the_kernels_order() -> None:
     from fleet.model import FIX_IDS
     from fleet.remediate import plan as fixes
 
-    assert list(fixes._PLANNERS) == list(FIX_IDS)
+    assert list(fixes.PLANNERS.by_id) == list(FIX_IDS)
     with pytest.raises(ValueError, match="not a fix id"):
         fixes.planner("kprobes.typo")
 
