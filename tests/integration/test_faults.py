@@ -326,8 +326,8 @@ def test_two_hundred_hosts_with_one_in_ten_faulty_all_healthy_ones_complete(
     for name, (status, words) in expected.items():
         got = hosts[name]
         assert got["status"] in status.split("|"), [(c["id"], c["status"]) for c in got["checks"]]
-        if not words:
-            assert any(c["status"] == "error" for c in got["checks"]), got
+        if not words:  # an unreadable check, or (on a loaded machine) the host's deadline
+            assert got["error"] or any(c["status"] == "error" for c in got["checks"]), got
         assert words in (got["error"] or ""), got
     healthy = [h for n, h in hosts.items() if n not in expected]
     assert len(healthy) == 180 and all(h["status"] == "compliant" for h in healthy)
