@@ -119,7 +119,7 @@ def _run_step(s: HostSession, step: Step, seq: int) -> StepResult:
         }
     )
     wait = ctx.audit.playbook.netdata_wait_s if step.restarts_netdata else 0.0
-    out = s.apply(step.ops, extra=wait)
+    out = s.run_ops(step.ops, extra=wait)
     result = _planned(step, APPLIED)
     for op, r in zip(step.ops, out.results, strict=False):
         if r.after is not None and op.path in result.after:

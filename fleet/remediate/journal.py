@@ -109,7 +109,7 @@ class Journal:
 
 
 def ops_json(ops: list[Op]) -> list[dict[str, str]]:
-    return [{"mode": o.mode, "path": o.path, "check": o.check, "data": o.data} for o in ops]
+    return [{"mode": o.mode, "path": o.path, "check": o.expect, "data": o.data} for o in ops]
 
 
 def ops_from_json(items: list[dict[str, str]]) -> list[Op]:

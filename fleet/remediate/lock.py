@@ -50,7 +50,7 @@ def _describe_owner(owner: str) -> str:
 def acquire_lock(s: HostSession) -> tuple[str, str | None]:
     """Take the host's remediation lock: (owner line, note about a stale lock taken over)."""
     owner = _owner_line(s.ctx.run_id, int(time.time()))
-    out = s.apply([Op("lock", LOCK_PATH, "-", owner)])
+    out = s.run_ops([Op("lock", LOCK_PATH, "-", owner)])
     if out.ok:
         return owner, None
     held = out.first_problem()
@@ -64,7 +64,7 @@ def acquire_lock(s: HostSession) -> tuple[str, str | None]:
             f"another remediation holds {LOCK_PATH}: {_describe_owner(current)}; "
             "try again when it is done"
         )
-    out = s.apply([Op("lock", LOCK_PATH, current.rstrip("\n"), owner)])
+    out = s.run_ops([Op("lock", LOCK_PATH, current.rstrip("\n"), owner)])
     if not out.ok:
         raise StepFailed(f"lost the race for the stale lock {LOCK_PATH}")
     return owner, f"took over a stale lock: {why}"
@@ -75,4 +75,4 @@ def release_quietly(s: HostSession, owner: str | None) -> None:
     if owner is None:
         return
     with contextlib.suppress(StepFailed, TransportError):
-        s.apply([Op("unlock", LOCK_PATH, owner, "-")])
+        s.run_ops([Op("unlock", LOCK_PATH, owner, "-")])

@@ -104,7 +104,7 @@ class HostSession:
             raise StepFailed(f"probe failed: {result.error}")
         return Reading(result, facts)
 
-    def apply(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
+    def run_ops(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
         """fleet/remote/apply.sh's compare-and-set `ops`, `extra` seconds more for a restart."""
         nonce = new_nonce()
         stdin = apply_stdin(nonce, self.host.fleet_root, self.tag, ops)

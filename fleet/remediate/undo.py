@@ -38,7 +38,7 @@ def _undo_step(s: HostSession, step: JournaledStep) -> str | None:
         return None
     # A restart may take as long as the step allows netdata to stop (its wait_s).
     wait = s.ctx.audit.playbook.netdata_wait_s
-    out = s.apply(ops, extra=wait if any(o.mode == "run" for o in ops) else 0.0)
+    out = s.run_ops(ops, extra=wait if any(o.mode == "run" for o in ops) else 0.0)
     if out.ok:
         return None
     problem = out.first_problem()
@@ -47,14 +47,14 @@ def _undo_step(s: HostSession, step: JournaledStep) -> str | None:
     # Some op found neither what the step wrote: go op by op, accepting "already previous".
     forward = {o.path: o for o in step.ops if o.mode != "run"}
     for op in ops:
-        out = s.apply([op], extra=wait if op.mode == "run" else 0.0)
+        out = s.run_ops([op], extra=wait if op.mode == "run" else 0.0)
         if out.ok:
             continue
         problem = out.first_problem()
         before = forward.get(op.path)
         if problem is not None and problem.status == "changed" and before is not None:
             same = "same" if before.mode in ("set", "file") else "same-lines"
-            if s.apply([Op(same, op.path, before.check, "-")]).ok:
+            if s.run_ops([Op(same, op.path, before.expect, "-")]).ok:
                 continue
             return f"{op.path}: changed by someone else since the run; left as it is"
         return problem.detail if problem else "remote undo was cut short"

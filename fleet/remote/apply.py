@@ -16,11 +16,11 @@ class Op:
 
     mode: str
     path: str
-    check: str
+    expect: str  # what the file must hold for the op to run (apply.sh's CHECK)
     data: str
 
     def args(self) -> list[str]:
-        return [self.mode, self.path, self.check, self.data]
+        return [self.mode, self.path, self.expect, self.data]
 
 
 @cache

@@ -93,10 +93,10 @@ def test_incident_host_plans_every_step_with_its_undo(tmp_path: Path) -> None:
     )
     netdata = plan_step("netdata.ebpf_off", facts, inp)
     assert netdata is not None and [o.mode for o in netdata.ops] == ["file", "run"]
-    assert netdata.undo[0].data == conf and netdata.undo[0].check == netdata.ops[0].data
+    assert netdata.undo[0].data == conf and netdata.undo[0].expect == netdata.ops[0].data
     events = plan_step("tracing.probe_events_off", facts, inp)
     assert events is not None
-    assert [(o.path, o.check, o.data) for o in events.ops] == [
+    assert [(o.path, o.expect, o.data) for o in events.ops] == [
         ("/sys/kernel/tracing/events/kprobes/fleet_tcp_sendmsg/enable", "1\n", "0\n")
     ]
     set_event = plan_step("tracing.set_event_clear", facts, inp)
@@ -119,8 +119,8 @@ def test_an_event_with_triggers_is_disabled_and_expected_to_read_0_star(tmp_path
     step = plan_step("tracing.probe_events_off", facts, PlanInput("true"))
     assert step is not None
     path = "/sys/kernel/tracing/events/kprobes/fleet_tcp_sendmsg/enable"
-    assert [(o.path, o.check, o.data) for o in step.ops] == [(path, "1*\n", "0\n")]
-    assert [(o.check, o.data) for o in step.undo] == [("0*\n", "1\n")]
+    assert [(o.path, o.expect, o.data) for o in step.ops] == [(path, "1*\n", "0\n")]
+    assert [(o.expect, o.data) for o in step.undo] == [("0*\n", "1\n")]
     # Once it reads "0*" there is nothing an enable write can do: the step plans nothing.
     (root / path.lstrip("/")).write_text("0*\n")
     out, _proc = run_probe(root)
