@@ -37,11 +37,12 @@ while read -r _dev mp fs _rest; do
     debugfs) [ -n "$D" ] || D=$mp ;;
   esac
 done < "$R/proc/mounts"
+DD=${D:-/sys/kernel/debug}  # where debugfs would be (fleet.audit.facts.DEBUGFS)
 T=
-for t in "$TM" /sys/kernel/tracing "${D:-/sys/kernel/debug}/tracing"; do
+for t in "$TM" /sys/kernel/tracing "$DD/tracing"; do
   if [ -n "$t" ] && [ -e "$R$t/set_event" ]; then T=$t; break; fi
 done
-K=${D:-/sys/kernel/debug}/kprobes
+K=$DD/kprobes
 s env uid "$(id -u)"
 s env tracefs "${T:--}"
 s env debugfs "${D:--}"
