@@ -2,10 +2,11 @@
 
 Per host: TCP connect (TCP_NODELAY), SSH handshake, host key checked against a known_hosts
 loaded once, public-key auth with a key loaded once, ONE session running
-`sh -s -- NONCE ROOT 0` with the probe script on stdin, stdout/stderr/exit status read, close.
-Nothing is parsed or judged: whatever a real tool does beyond this is overhead.
+fleet's own remote command (`sh -s` under the host's `timeout`) with the same stdin (the
+probe's arguments, then the probe script: fleet.remote.probe), stdout/stderr/exit status
+read, close. Nothing is parsed or judged: whatever a real tool does beyond this is overhead.
 
-    python bench/floor.py --targets targets.tsv --script fleet/remote/probe.sh --forks 50
+    python bench/floor.py --targets targets.tsv --forks 50
 
 `--targets` is a TSV file, one host a line: name, address, port, user, key file, known_hosts
 file, root (bench/run.py writes it from the lab inventory). It prints one summary line and
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import shlex
 import socket
 import sys
 import time
@@ -82,7 +82,6 @@ def write_targets(path: Path, targets: list[Target]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="floor", description=__doc__.split("\n\n")[0])
     p.add_argument("--targets", type=Path, required=True, help="TSV file of hosts")
-    p.add_argument("--script", type=Path, required=True, help="the probe script (stdin of sh -s)")
     p.add_argument("--forks", type=int, default=50, help="hosts at once (default 50)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-host seconds (default 30)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -103,15 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         targets = read_targets(args.targets)
-        script = args.script.read_bytes()
     except TargetsError as exc:
         print(f"floor: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"floor: {args.script}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
 
     import paramiko  # after argument checks: --help and usage errors stay cheap
+
+    from fleet.remote.probe import probe_stdin
+    from fleet.remote.shell import shell_command
 
     keys: dict[str, paramiko.PKey] = {}
     known: dict[str, paramiko.HostKeys] = {}
@@ -142,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                     return f"host key for {name} not in {t.known_hosts}"
                 tr.auth_publickey(t.user, keys[t.key])
                 chan = tr.open_session(timeout=args.timeout)
-                chan.exec_command(f"sh -s -- {nonce} {shlex.quote(t.root)} 0")
-                chan.sendall(script)
+                chan.exec_command(shell_command(deadline))
+                chan.sendall(probe_stdin(nonce, t.root, 0))
                 chan.shutdown_write()
                 chan.settimeout(max(0.1, deadline - time.monotonic()))
                 out = []

@@ -48,10 +48,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-PROBE = REPO / "fleet" / "remote" / "probe.sh"
 sys.path.insert(0, str(HERE))
 
 from floor import Target, write_targets  # noqa: E402
+
+from fleet.remote.probe import probe_args, probe_script  # noqa: E402
 
 TOOLS = ("fleet", "floor", "ansible-raw", "ansible-raw-x25519", "ansible-shell", "pyinfra")
 SCHEMA = 1
@@ -388,7 +389,10 @@ class Bench:
         self.fleet = str(venv / "bin" / "fleet")
         self.ansible = str(venv / "bin" / "ansible")
         self.pyinfra = str(Path(args.pyinfra_venv) / "bin" / "pyinfra")
-        self.script = PROBE.read_text()
+        # What fleet runs on each host: the probe script whole (fleet/remote/inside_root.sh
+        # first), and its arguments after the nonce, root and window (netdata's files).
+        self.script = probe_script()
+        self.files = " ".join(shlex.quote(f) for f in probe_args("-", "-", 0)[3:])
         self.nonce = secrets.token_hex(8)
         self.runs: list[Run] = []
         self.log = open(self.work / "bench.log", "a")  # noqa: SIM115
@@ -423,8 +427,6 @@ class Bench:
                 str(HERE / "floor.py"),
                 "--targets",
                 str(lab.warmup_targets),
-                "--script",
-                str(PROBE),
                 "--forks",
                 str(self.args.forks),
             ],
@@ -548,8 +550,6 @@ class Bench:
                 str(HERE / "floor.py"),
                 "--targets",
                 str(lab.targets),
-                "--script",
-                str(PROBE),
                 "--forks",
                 forks,
             ], env
@@ -577,7 +577,10 @@ class Bench:
                 ANSIBLE_NOCOLOR="1",
             )
             module = tool.split("-")[1]
-            cmd = f"sh -c {{{{ probe_script | quote }}}} sh {nonce} {{{{ fleet_root | quote }}}} 0"
+            cmd = (
+                f"sh -c {{{{ probe_script | quote }}}} sh {nonce} {{{{ fleet_root | quote }}}} 0 "
+                + self.files
+            )
             return [
                 self.ansible,
                 "all",
@@ -594,7 +597,7 @@ class Bench:
             ], env
         if tool == "pyinfra":
             env["HOME"] = str(run_dir)  # no ~/.ssh/config or pyinfra state of the user's
-            cmd = f'sh -c {shlex.quote(self.script)} sh {nonce} "$FLEET_ROOT" 0'
+            cmd = f'sh -c {shlex.quote(self.script)} sh {nonce} "$FLEET_ROOT" 0 {self.files}'
             return [
                 self.pyinfra,
                 str(lab.pyinfra_inventory),

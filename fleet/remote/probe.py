@@ -111,12 +111,19 @@ EBPF_CONF_PATHS = [
 ]
 
 
-def probe_stdin(nonce: str, root: str, cpu_window: int, extra_files: tuple[str, ...] = ()) -> bytes:
-    """What the remote `sh -s` reads: the arguments (netdata's config files and `extra_files`
-    among them), then the script (fleet/remote/shell.py; sudo, when the host wants it, is put
-    around the command by fleet/transport/become.py)."""
+def probe_args(
+    nonce: str, root: str, cpu_window: int, extra_files: tuple[str, ...] = ()
+) -> list[str]:
+    """The probe's arguments: NONCE ROOT WINDOW, then the files it reads besides its fixed
+    ones (netdata's config files and the playbook's `extra_files`)."""
     files = dict.fromkeys([*NETDATA_DEFAULT_CONF.values(), *EBPF_CONF_PATHS, *extra_files])
-    return script_stdin(probe_script(), (nonce, root, str(cpu_window), *files))
+    return [nonce, root, str(cpu_window), *files]
+
+
+def probe_stdin(nonce: str, root: str, cpu_window: int, extra_files: tuple[str, ...] = ()) -> bytes:
+    """What the remote `sh -s` reads: the arguments, then the script (fleet/remote/shell.py;
+    sudo, when the host wants it, is put around the command by fleet/transport/become.py)."""
+    return script_stdin(probe_script(), probe_args(nonce, root, cpu_window, extra_files))
 
 
 def _strip_root(root: str, path: str) -> str:

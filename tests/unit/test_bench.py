@@ -58,11 +58,11 @@ def test_floor_rejects_bad_arguments_before_any_connection(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        floor.parse_args(["--targets", "t", "--script", "s", "--forks", "0"])
+        floor.parse_args(["--targets", "t", "--forks", "0"])
     assert exc.value.code == 2
     with pytest.raises(SystemExit):
-        floor.parse_args(["--script", "s"])  # --targets is required
-    assert floor.main(["--targets", str(tmp_path / "missing"), "--script", "s"]) == 2
+        floor.parse_args(["--forks", "2"])  # --targets is required
+    assert floor.main(["--targets", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
 
 
