@@ -258,7 +258,11 @@ def absorb(spec: Spec, state: State, current: dict[str, str | None]) -> State:
 
 
 def _read(path: Path) -> str | None:
+    """A regular file's text; None for anything else: a FIFO planted by a fault test would
+    block the model (and the lab host's session) forever."""
     try:
+        if not path.is_file():
+            return None
         return path.read_text()
     except (OSError, UnicodeDecodeError):
         return None
