@@ -19,9 +19,9 @@ from fleet.remote.probe import ProbeFormatError, new_nonce, parse_probe_output, 
 from fleet.remote.shell import shell_command
 from fleet.transport.become import (
     NEEDS_PASSWORD,
-    SUDO_PASSWORD_HINTS,
     Become,
     BecomeError,
+    asked_for_password,
     with_password,
 )
 from fleet.transport.endpoint import Endpoint
@@ -118,7 +118,7 @@ def judge_probe(
     """One probe run's output judged: the host's result, and the facts it was judged from
     (None when the output could not be read; a remediation plans from them)."""
     result = HostResult(host.name, where.address, where.port, ERROR, None, 0.0)
-    if Become.of(host) and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
+    if asked_for_password(Become.of(host), res.rc, res.stderr):
         result.error = NEEDS_PASSWORD
         return result, None
     try:

@@ -19,7 +19,7 @@ from fleet.remediate.context import RemediateContext, StepFailed
 from fleet.remote.apply import ApplyOutput, Op, apply_stdin, parse_apply_output, read_stdin
 from fleet.remote.probe import new_nonce, probe_stdin
 from fleet.remote.shell import shell_command
-from fleet.transport.become import NEEDS_PASSWORD, SUDO_PASSWORD_HINTS, Become, BecomeError
+from fleet.transport.become import NEEDS_PASSWORD, Become, BecomeError, asked_for_password
 from fleet.transport.endpoint import Endpoint
 from fleet.transport.ssh import CommandTimeout, Connection, RunResult, connect
 
@@ -49,7 +49,7 @@ class SSHRemote:
 
     def run(self, stdin: bytes, deadline: float) -> RunResult:
         res = self.conn.run(shell_command(deadline), stdin, deadline, self.become)
-        if self.become and res.rc != 0 and any(h in res.stderr for h in SUDO_PASSWORD_HINTS):
+        if asked_for_password(self.become, res.rc, res.stderr):
             raise BecomeError(NEEDS_PASSWORD)
         return res
 

@@ -32,6 +32,11 @@ NEEDS_PASSWORD = (
 WRONG_PASSWORD = "sudo: wrong password"
 
 
+def asked_for_password(become: Become | None, rc: int, stderr: str) -> bool:
+    """sudo -n refused because it would have had to ask (the command never ran)."""
+    return become is not None and rc != 0 and any(h in stderr for h in SUDO_PASSWORD_HINTS)
+
+
 class BecomeError(Exception):
     """sudo did not start the command: wrong password, user not allowed, no prompt seen."""
 
