@@ -52,7 +52,9 @@ _cpu_window = _number(int, 0, "a whole number of seconds")
 _seconds = _number(float, 0.1, "a number of seconds")
 
 
-def _add_target_options(p: argparse.ArgumentParser, target: str = "--limit") -> None:
+def _add_target_options(
+    p: argparse.ArgumentParser, target: str = "--limit", window: str = "--cpu-window"
+) -> None:
     """Inventory, targets, playbook, fan-out and SSH options. Changing commands name their
     targets with a required --host; the audit narrows with an optional --limit."""
     p.add_argument(
@@ -89,11 +91,14 @@ def _add_target_options(p: argparse.ArgumentParser, target: str = "--limit") -> 
         help="connections held open while probes sample CPU (default 256)",
     )
     p.add_argument(
-        "--cpu-window",
-        type=_cpu_window,
+        window,
+        dest="cpu_window",
+        type=_cpu_window if window == "--cpu-window" else _positive_int,
         default=5,
         metavar="SECONDS",
-        help="seconds between the two /proc/stat samples (default 5; 0 skips)",
+        help="seconds between the two /proc/stat samples (default 5; 0 skips)"
+        if window == "--cpu-window"
+        else "seconds of samples and counters (default 5)",
     )
     p.add_argument(
         "--connect-timeout",
@@ -163,6 +168,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--no-group", dest="group", action="store_false", help="one row per host")
     audit.add_argument("--no-color", action="store_true", help="no ANSI colors (also NO_COLOR=1)")
+
+    prof = sub.add_parser(
+        "profile",
+        help="read-only: where each host's CPU goes (perf, BPF run time, probe hit rates)",
+        description="Where each host's CPU goes over a window, best source first: perf "
+        "samples with kernel call chains (share in kprobe, BPF and spin-lock frames, the "
+        "hooked functions), BPF programs' run time, kprobe hit rates. One SSH exec per host.",
+    )
+    _add_target_options(prof, window="--window")
+    prof.add_argument(
+        "--frequency",
+        type=_positive_int,
+        default=99,
+        metavar="HZ",
+        help="perf samples a second per CPU (default 99)",
+    )
+    prof.add_argument("-v", "--verbose", action="store_true", help="top stacks, programs, hooks")
+    prof.add_argument(
+        "--json", action="store_true", help="machine-readable output (docs/profile.md)"
+    )
+    prof.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the output to FILE")
+    prof.add_argument(
+        "--folded",
+        type=Path,
+        metavar="DIR",
+        help="write each host's folded stacks to DIR/HOST.folded (flamegraph.pl, speedscope)",
+    )
+    prof.add_argument(
+        "--html", type=Path, metavar="FILE", help="write a page with one flame graph per host"
+    )
 
     rem = sub.add_parser(
         "remediate",
@@ -325,6 +360,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
         text += render_table(run.hosts, group=args.group, color=color)
     _write_output(text, args.output)
     return exit_code([h.status for h in run.hosts])
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from fleet.model import exit_code, utc_now
+    from fleet.profile.run import profile_fleet
+    from fleet.render import profile as render
+    from fleet.render.progress import ProgressBar
+
+    hosts, ctx, _playbook_path = _prepare(args)
+    started = utc_now()
+    profiles = profile_fleet(hosts, ctx, args.frequency, ProgressBar)
+    finished = utc_now()
+    if args.folded is not None:
+        from fleet.render.profile_files import write_folded
+
+        for path in write_folded(profiles, args.folded):
+            print(f"fleet: wrote {path}", file=sys.stderr)
+    if args.html is not None:
+        from fleet.render.flamegraph import profile_page
+
+        _write_output(profile_page(profiles, ctx.playbook.profile, finished), args.html)
+    if args.json:
+        from fleet.render.json_out import render_json
+
+        doc = render.profile_document(profiles, started, finished, args.cpu_window, args.frequency)
+        text = render_json(doc)
+    else:
+        text = render.render_profile_verbose(profiles) if args.verbose else ""
+        text += render.render_profile_table(profiles)
+    _write_output(text, args.output)
+    return exit_code([p.verdict for p in profiles])
 
 
 def _remediate_context(args: argparse.Namespace, command: str) -> tuple[Any, list[Any], Path]:
@@ -596,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {
         "audit": cmd_audit,
+        "profile": cmd_profile,
         "remediate": cmd_remediate,
         "rollback": cmd_rollback,
         "report": cmd_report,

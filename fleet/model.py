@@ -41,6 +41,9 @@ CHECK_IDS = (
     "bpf.tracing_programs",
     "cpu.system",
 )
+# Checks judged from a profile (fleet profile, audit --profile, report --profile); the
+# playbook's `profile:` holds their limits (fleet.profile.checks).
+PROFILE_CHECK_IDS = ("profile.probe_share", "profile.lock_spin")
 # The remediation steps, in the order the kernel requires, with what each does. fleet.remediate.plan
 # registers one planner for each; a playbook lists them in this order.
 FIXES = {

@@ -39,6 +39,15 @@ class FixSpec:
 
 
 @dataclass(frozen=True)
+class ProfileLimits:
+    """`profile:` of a playbook: where fleet profile's checks fail, in % (profile.* ids)."""
+
+    probe_share_pct: float = 2.0  # samples in kprobe/kretprobe or BPF machinery
+    lock_spin_pct: float = 5.0  # samples spinning in a spin lock
+    bpf_program_cpu_pct: float = 1.0  # one BPF program's run time, of the whole host
+
+
+@dataclass(frozen=True)
 class Playbook:
     id: str
     title: str
@@ -48,6 +57,7 @@ class Playbook:
     # fleet remediate's proof: seconds to let the host settle, smallest CPU change that counts
     settle_s: float = 5.0
     min_change_pct: float = 2.0
+    profile: ProfileLimits = field(default_factory=ProfileLimits)
 
     def check(self, check_id: str) -> CheckSpec | None:
         return next((c for c in self.checks if c.id == check_id), None)
@@ -176,11 +186,26 @@ def _fixes(raw: Any, path: Path) -> tuple[FixSpec, ...]:
     return tuple(out)
 
 
-def _number(doc: dict[str, Any], key: str, default: float, path: Path) -> float:
+def _number(
+    doc: dict[str, Any], key: str, default: float, path: Path, section: str = "verify"
+) -> float:
     value = doc.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise PlaybookError(f"{path}:{line_of(doc)}: verify.{key} must be a number >= 0")
+        raise PlaybookError(f"{path}:{line_of(doc)}: {section}.{key} must be a number >= 0")
     return float(value)
+
+
+def _profile_limits(doc: dict[str, Any], path: Path) -> ProfileLimits:
+    raw = doc.get("profile") or {}
+    if not isinstance(raw, dict):
+        raise PlaybookError(f"{path}:{line_of(doc)}: `profile:` must be a mapping")
+    defaults = ProfileLimits()
+    unknown = sorted(set(raw) - set(defaults.__dataclass_fields__))
+    if unknown:
+        raise PlaybookError(
+            f"{path}:{line_of(raw)}: profile has unknown key(s): {', '.join(unknown)}"
+        )
+    return ProfileLimits(**{k: _number(raw, k, getattr(defaults, k), path, "profile") for k in raw})
 
 
 def load_playbook(path: str | Path) -> Playbook:
@@ -208,4 +233,5 @@ def load_playbook(path: str | Path) -> Playbook:
         fixes=_fixes(doc.get("fixes"), path),
         settle_s=_number(verify, "settle_s", 5.0, path),
         min_change_pct=_number(verify, "min_change_pct", 2.0, path),
+        profile=_profile_limits(doc, path),
     )

@@ -165,6 +165,9 @@ class Host:
         self.rng = random.Random(root.name)
         self.hot_rates, self.cool_rates = host_rates(root.name)
         self.hot = False
+        # HOT or COOL for the lab's perf (fleet/lab/fake_perf.sh): which stacks it samples.
+        self.state_path = f"{r}/var/lib/fleet-lab/cpu-state"
+        self.state_written: bool | None = None
         counters = None
         try:
             with open(self.stat_path) as f:
@@ -199,6 +202,12 @@ class Host:
 
     def tick(self, files: _FileCache, now_mono: float) -> None:
         self.hot = self.is_hot(files)
+        if self.hot != self.state_written:
+            tmp = f"{self.state_path}.tmp"
+            with open(tmp, "w") as f:
+                f.write("hot\n" if self.hot else "cool\n")
+            os.replace(tmp, self.state_path)
+            self.state_written = self.hot
         rates = self.hot_rates if self.hot else self.cool_rates
         advance(self.counters, now_mono - self.last, rates, self.rng)
         self.last = now_mono

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -311,20 +312,25 @@ _DISPATCHER = """#!/bin/sh
 # fleet lab: this lab host's NAME, i.e. $FLEET_ROOT/usr/sbin/NAME (see fleet/lab/lab.py).
 name=${0##*/}
 if [ -n "${FLEET_ROOT-}" ] && [ -x "$FLEET_ROOT/usr/sbin/$name" ]; then
+    FLEET_LAB_TOOLS=${0%/*}; export FLEET_LAB_TOOLS  # where the lab's perf finds its samples
     exec "$FLEET_ROOT/usr/sbin/$name" "$@"
 fi
 echo "$name: command not found" >&2
 exit 127
 """
-LAB_TOOLS = ("bpftool", "netdata")
+LAB_TOOLS = ("bpftool", "netdata", "perf")
 
 
 def write_tool_dispatchers(directory: Path) -> Path:
-    """bin/bpftool and bin/netdata that answer for the host tree in $FLEET_ROOT."""
+    """bin/bpftool, bin/netdata and bin/perf that answer for the host tree in $FLEET_ROOT."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in LAB_TOOLS:
         _write(directory / name, _DISPATCHER)
         (directory / name).chmod(0o755)
+    stock = resources.files("fleet.lab").joinpath("stock")
+    for state in ("hot", "cool"):
+        name = f"perf-samples.{state}.txt"
+        _write(directory / name, stock.joinpath(name).read_text())
     return directory
 
 

@@ -555,6 +555,7 @@ def _build(tree: _Tree, plan: _Plan, seed: str) -> None:
     # userspace: bpftool everywhere, netdata where installed
     lab = "var/lib/fleet-lab"
     tree.write("usr/sbin/bpftool", _script("fake_bpftool.sh"), 0o755)
+    tree.write("usr/sbin/perf", _script("fake_perf.sh"), 0o755)
     tree.write("usr/sbin/netdata-restart", _script("fake_netdata_restart.sh"), 0o755)
     tree.write(f"{lab}/netdata_ebpf.awk", _script("netdata_ebpf.awk"))
     progs_with = _bpf_progs(seed, boot, with_netdata=True)

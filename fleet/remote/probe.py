@@ -74,6 +74,9 @@ class ProbeOutput:
     cmdlines: dict[int, str] = field(default_factory=dict)  # netdata's, raw (NUL-separated)
     commands: dict[str, CommandRun] = field(default_factory=dict)
     fdinfo: list[tuple[int, dict[str, str]]] | None = None
+    # fleet profile (fleet/remote/profile.sh): counters read at each end of its window.
+    snapshots: dict[str, dict[str, FileRead]] = field(default_factory=dict)
+    snapshot_fdinfo: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     stat1: str | None = None
     stat2: str | None = None
     stats: list[str] = field(default_factory=list)  # every sample, a second apart, in order
@@ -177,6 +180,8 @@ def _parse_stderr(stderr: str, nonce: str) -> tuple[dict[str, tuple[str, str]], 
         if line.startswith(nonce + " cmd "):
             current = line.split(" ", 2)[2]
             cmd_err[current] = []
+        elif line.startswith(nonce + " end "):
+            current = None
         elif current is not None:
             cmd_err[current].append(line)
         elif line.startswith("grep: "):
@@ -211,6 +216,9 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
         if tag in ("files", "enables"):
             reads = _collect_grep([b for b in body if b], wanted, errors, root)
             (out.files if tag == "files" else out.enables).update(reads)
+        elif tag == "snap" and len(section) > 1:
+            reads = _collect_grep([b for b in body if b], wanted, errors, root)
+            out.snapshots[section[1]] = reads
         elif tag in ("procs", "comms"):
             for b in body:
                 path, _, comm = b.rpartition(":")
@@ -220,6 +228,8 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
         elif tag == "cmdline" and len(section) > 1 and section[1].isdigit():
             # The raw bytes, newlines in arguments included; printf added one "\n" after.
             out.cmdlines[int(section[1])] = "\n".join(body).removesuffix("\n")
+        elif tag == "fdinfo" and len(section) > 1:
+            out.snapshot_fdinfo[section[1]] = _parse_fdinfo(body)
         elif tag == "fdinfo":
             out.fdinfo = _parse_fdinfo(body)
         elif tag in ("stat1", "stat", "stat2"):

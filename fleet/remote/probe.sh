@@ -11,37 +11,13 @@ export LC_ALL=C
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 # fd 4 is the real stderr; everything not deliberately reported is silenced.
 exec 4>&2 2>/dev/null
-s() { printf '%s %s\n' "$N" "$*"; }
 
 s begin 1
 if [ "$W" -gt 0 ]; then s stat1; cat "$R/proc/stat"; fi
 
 nl='
 '
-# g FILE...: every file read by ONE grep, but those that leave ROOT, which get an error line
-# in grep's own format instead.
-g() {
-  n=$#
-  for f in "$@"; do
-    if inside "$f"; then set -- "$@" "$f"; else printf 'grep: %s: %s\n' "$f" "$OUTSIDE" >&4; fi
-  done
-  shift "$n"
-  [ $# -eq 0 ] || grep -aH '' -- "$@" 2>&4
-}
-OUTSIDE='Symbolic link leads outside fleet_root'
-# Where tracefs and debugfs are mounted, as the kernel says; the audit never mounts anything.
-TM=; D=
-while read -r _dev mp fs _rest; do
-  case $fs in
-    tracefs) if [ "$mp" = /sys/kernel/tracing ] || [ -z "$TM" ]; then TM=$mp; fi ;;
-    debugfs) [ -n "$D" ] || D=$mp ;;
-  esac
-done < "$R/proc/mounts"
-DD=${D:-/sys/kernel/debug}  # where debugfs would be (fleet.audit.facts.DEBUGFS)
-T=
-for t in "$TM" /sys/kernel/tracing "$DD/tracing"; do
-  if [ -n "$t" ] && [ -e "$R$t/set_event" ]; then T=$t; break; fi
-done
+find_tracing  # T, D, DD (host_tools.sh)
 K=$DD/kprobes
 s env uid "$(id -u)"
 s env tracefs "${T:--}"
@@ -117,27 +93,7 @@ EOF
   fi
 done
 
-# Binaries come from the system's PATH (and netdata's static install), never from the audited
-# tree: with ROOT set that tree is data, and running its files (as root under become) would
-# hand it the host. Each command learns the tree in FLEET_ROOT (the lab's tools answer for it).
-fb() {
-  B=
-  o=$IFS; IFS=:
-  for d in $PATH$2; do
-    if [ -x "$d/$1" ]; then IFS=$o; B=$d/$1; return 0; fi
-  done
-  IFS=$o; return 1
-}
-# A wedged binary must not cost the whole host its audit: bound each command when we can,
-# with KILL after TERM (a bpftool that ignores TERM still ends).
-TO=
-if command -v timeout >/dev/null; then TO="timeout -k 5 20"; fi
-c() {
-  n=$1; shift
-  s cmd "$n" "$1"; printf '%s cmd %s\n' "$N" "$n" >&4
-  FLEET_ROOT=$R $TO "$@" </dev/null 2>&4; r=$?
-  printf '\n'; s rc "$n" "$r"
-}
+# Binaries and commands: fb and c (host_tools.sh).
 if fb netdata :/opt/netdata/bin:/opt/netdata/usr/sbin; then c netdata_version "$B" -v; fi
 r=1
 if fb bpftool; then c bpftool_prog "$B" prog show --json; fi

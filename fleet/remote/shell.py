@@ -27,9 +27,11 @@ SLACK = 2
 
 @cache
 def remote_script(name: str) -> str:
-    """A script of the package as the host runs it: the shared `inside` helper, then it."""
+    """A script of the package as the host runs it: the shared helpers (`inside`, and for
+    the read-only scripts host_tools.sh), then it."""
     files = resources.files("fleet.remote")
-    return files.joinpath("inside_root.sh").read_text() + files.joinpath(name).read_text()
+    helpers = ["inside_root.sh"] + (["host_tools.sh"] if name != "apply.sh" else [])
+    return "".join(files.joinpath(f).read_text() for f in [*helpers, name])
 
 
 def script_stdin(script: str, args: Sequence[str]) -> bytes:

@@ -43,6 +43,11 @@ BINARIES = {
     "busybox-static": ["bin/busybox"],
     "openssh-server": ["usr/sbin/sshd"],
     "netdata-core": ["usr/sbin/netdata"],
+    # fleet profile's sources (the 6.1 kernel line's perf), and the stand-in ebpf.plugin's
+    # real BPF programs: bpftrace compiles and attaches them, bpftool lists them.
+    "linux-perf": ["usr/bin/perf"],
+    "bpftrace": ["usr/bin/bpftrace"],
+    "bpftool": ["usr/sbin/bpftool"],
 }
 # QEMU's virtio NIC: Debian builds its drivers as modules; their dependencies are added.
 NIC_MODULES = ["virtio_pci", "virtio_net"]
@@ -523,7 +528,8 @@ def _qemu_argv(image: Image, port: int, accel: str, console: Path) -> list[str]:
     argv = [
         "qemu-system-x86_64",
         "-m",
-        "1024",
+        # bpftrace's LLVM is ~200 MiB of the initramfs, held twice while it unpacks.
+        "2048",
         "-smp",
         "1",
         "-kernel",

@@ -20,6 +20,10 @@ READERS_OF_RESULTS = [
     "fleet.report.waivers",
     "fleet.report.data",
     "fleet.report.saved_audit",
+    "fleet.profile.stacks",
+    "fleet.profile.counters",
+    "fleet.profile.judge",
+    "fleet.profile.checks",
     *(f"fleet.render.{m.name}" for m in pkgutil.iter_modules(fleet.render.__path__)),
 ]
 
@@ -64,6 +68,7 @@ LAYERS: list[set[str]] = [
     {"fleet.config"},
     {"fleet.transport", "fleet.remote"},
     {"fleet.audit"},
+    {"fleet.profile"},
     {"fleet.remediate", "fleet.report"},
     {"fleet.render"},
     {"fleet.cli"},
