@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 LAB := .lab
 
-.PHONY: demo test unit lint deps sshd busybox chromium sudo aptlists qemu install clean bench bench-bastion e2e-vm audit-deps
+.PHONY: demo test unit lint deps sshd busybox chromium sudo aptlists promtool qemu install clean bench bench-bastion e2e-vm audit-deps
 
 # Debian 12 as root: python3-venv and openssh-server come from apt; as a normal user we say how.
 deps:
@@ -80,9 +80,18 @@ aptlists:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq; \
 	  else echo "no apt package lists (the netdata tests skip): run as root: apt-get update" >&2; fi; fi
 
-test: $(STAMP) sshd busybox chromium sudo aptlists
+test: $(STAMP) sshd busybox chromium sudo aptlists promtool
 	$(BIN)/ruff check fleet tests
 	$(BIN)/pytest -q -m 'not e2e'
+
+# promtool checks and unit-tests docs/alerts.yml: Debian's prometheus package ships it; only
+# the binary is taken (apt-get download + dpkg -x into the venv): no service is installed.
+promtool: $(STAMP) aptlists
+	@if ! command -v promtool >/dev/null && [ ! -x $(BIN)/promtool ]; then \
+	  d=$$(mktemp -d); \
+	  (cd $$d && apt-get download -q prometheus >/dev/null 2>&1 && dpkg -x prometheus_*.deb x \
+	    && cp x/usr/bin/promtool $(CURDIR)/$(BIN)/promtool); rm -rf $$d; \
+	  [ -x $(BIN)/promtool ] || echo "promtool missing (its tests skip, fail under CI=true): apt-get install -y prometheus" >&2; fi
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

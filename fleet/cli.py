@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--no-group", dest="group", action="store_false", help="one row per host")
     audit.add_argument("--no-color", action="store_true", help="no ANSI colors (also NO_COLOR=1)")
+    audit.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile each host over the CPU window (perf, BPF run time; docs/profile.md) "
+        "and judge profile.probe_share and profile.lock_spin",
+    )
 
     prof = sub.add_parser(
         "profile",
@@ -209,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(rem, target="--host")
     rem.add_argument("--apply", action="store_true", help="change the hosts (asks on a TTY)")
     rem.add_argument("--yes", action="store_true", help="do not ask (needed without a TTY)")
+    rem.add_argument(
+        "--verify",
+        choices=("cpu", "profile"),
+        default="cpu",
+        help="cpu (default): CPU before vs after and a re-audit; profile: also fleet's "
+        "profile before and after, 'proven' when no kprobe/BPF frame remains",
+    )
+    rem.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="with --verify profile: each host's flame graphs before and after",
+    )
     rem.add_argument(
         "--settle",
         type=_number(float, 0, "a number of seconds"),
@@ -342,7 +361,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from fleet.render.progress import ProgressBar
 
     hosts, ctx, playbook_path = _prepare(args)
-    run = audit_fleet(hosts, ctx, ProgressBar)
+    if args.profile:
+        from fleet.profile.run import probe_beside_profile
+
+        if not args.cpu_window:
+            raise UsageError("--profile samples over the CPU window: give --cpu-window 1 or more")
+        run = audit_fleet(hosts, ctx, ProgressBar, probe_beside_profile())
+    else:
+        run = audit_fleet(hosts, ctx, ProgressBar)
     if args.json:
         from fleet.render.json_out import audit_document, render_json
 
@@ -407,6 +433,7 @@ def _remediate_context(args: argparse.Namespace, command: str) -> tuple[Any, lis
         state_dir=state_dir(),
         settle_s=getattr(args, "settle", None),
         lock_ttl_s=args.lock_ttl,
+        verify_profile=getattr(args, "verify", "cpu") == "profile",
     )
     return ctx, hosts, playbook_path
 
@@ -443,6 +470,8 @@ def cmd_remediate(args: argparse.Namespace) -> int:
 
     if args.apply and not args.yes and not sys.stdin.isatty():
         raise UsageError("--apply without a terminal to confirm on: add --yes")
+    if args.html is not None and args.verify != "profile":
+        raise UsageError("--html draws the profiles of --verify profile: add --verify profile")
     ctx, hosts, playbook_path = _remediate_context(args, "remediate")
     if not args.apply or not args.yes:
         plan = plan_fleet(hosts, ctx, ProgressBar)
@@ -469,6 +498,10 @@ def cmd_remediate(args: argparse.Namespace) -> int:
     else:
         text = render_results(run)
     _write_output(text, args.output, private=True)
+    if args.html is not None:
+        from fleet.render.flamegraph import before_after_page
+
+        _write_output(before_after_page(run.hosts, run.finished_at), args.html)
     targets = " ".join(f"--host {shlex.quote(p)}" for p in args.limit)
     # "undo with" only when the journal holds writes of this run not undone yet.
     undo = f"; undo with: fleet rollback {targets} --run {run.run_id}" if run.undo_pending else ""
@@ -571,6 +604,12 @@ def _add_report_parser(sub: Any) -> None:
         help="drop runs older than this from the history (default 90; 0 keeps all)",
     )
     report.add_argument("--waivers", type=Path, metavar="FILE", help="waiver file (YAML)")
+    report.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile each host over the CPU window: the profile checks, a flame graph per "
+        "host in the HTML, the shares in Prometheus (docs/profile.md)",
+    )
     report.add_argument(
         "--notify-webhook", dest="webhook", metavar="URL", help="POST a JSON summary on drift"
     )

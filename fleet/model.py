@@ -146,6 +146,9 @@ class HostResult:
     checks: list[Finding] = field(default_factory=list)
     cpu: CpuFigures | None = None
     kernel: str | None = None
+    # --profile: the host's fleet.profile.result.HostProfile (typed loosely: the model is
+    # the bottom layer and imports nothing of fleet).
+    profile: Any = None
 
     @property
     def failing(self) -> list[str]:
@@ -161,7 +164,7 @@ class HostResult:
             "duration_s": round(self.duration_s, 3),
             "checks": [f.to_json() for f in self.checks],
             "cpu": self.cpu.to_json() if self.cpu else None,
-        }
+        } | ({"profile": self.profile.to_json(stacks=5)} if self.profile is not None else {})
 
 
 def host_status(findings: list[Finding], probe_error: str | None = None) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fleet.lab.lab import write_tool_dispatchers
 from fleet.remote.probe import ProbeOutput, new_nonce, parse_probe_output, probe_stdin
+from fleet.remote.profile import profile_stdin
 
 
 def run_probe(
@@ -33,6 +34,25 @@ def run_probe(
         input=probe_stdin(nonce, str(root), window, extra),
         capture_output=True,
         timeout=30,
+        env=env,
+    )
+    return parse_probe_output(proc.stdout.decode(), proc.stderr.decode(), nonce, str(root)), proc
+
+
+def run_profile(
+    root: Path, shell: str = "sh", window: int = 1, path: str | None = None
+) -> tuple[ProbeOutput, subprocess.CompletedProcess[bytes]]:
+    """fleet profile's script as `sh -s` runs it on a lab host (the lab's perf and bpftool
+    first on PATH); `path` replaces PATH whole (a host without perf or bpftool)."""
+    nonce = new_nonce()
+    argv = [shell, "sh"] if shell == "busybox" else [shell]
+    tools = write_tool_dispatchers(root.parent / f".{root.name}-lab-bin")
+    env = {**os.environ, "PATH": path or f"{tools}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(
+        [*argv, "-s"],
+        input=profile_stdin(nonce, str(root), window, 99),
+        capture_output=True,
+        timeout=60,
         env=env,
     )
     return parse_probe_output(proc.stdout.decode(), proc.stderr.decode(), nonce, str(root)), proc

@@ -396,7 +396,8 @@ def check_file(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Findin
         ok = got == want
         msg = f"{spec.path} = {got!r}" + ("" if ok else f", expected {want!r}")
     elif "empty" in spec.test:
-        got_lines = [line for line in text.splitlines() if line.strip()]
+        # Lines as C splits them (on "\n" only); a line of \r or U+2028 is not empty.
+        got_lines = [line for line in text.split("\n") if line.strip(" \t")]
         evidence["lines"] = got_lines[:20]
         ok = not got_lines if spec.test["empty"] else bool(got_lines)
         msg = f"{spec.path} has {len(got_lines)} non-empty line(s)"

@@ -99,12 +99,17 @@ _DEF_RE = re.compile(
 
 
 def parse_probe_events(text: str, source: str) -> list[ProbeEvent]:
-    """Lines like `p:kprobes/x tcp_sendmsg`, `r10:kprobes/y tcp_cleanup_rbuf`, uprobes alike."""
+    """Lines like `p:kprobes/x tcp_sendmsg`, `r10:kprobes/y tcp_cleanup_rbuf`, uprobes alike.
+
+    Lines end at "\n" only, as the kernel writes them. Raises ValueError naming the first
+    line the kernel could not have written: garbage is never read as "no probes"."""
     events = []
-    for line in text.splitlines():
-        m = _DEF_RE.match(line.strip())
-        if not m:
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip(" \t"):
             continue
+        m = _DEF_RE.match(line.strip(" \t"))
+        if not m:
+            raise ValueError(f"line {number} is not a probe definition: {line[:80]!r}")
         rest = m["rest"].split()
         events.append(
             ProbeEvent(
@@ -151,12 +156,13 @@ def parse_kprobes_list(text: str) -> list[KprobeEntry]:
     """
     entries = []
     for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
+        # The kernel pads with spaces only: \r, \f, U+2028 and the like are content here.
+        if not line.strip(" \t"):
             continue
-        m = _KPROBE_RE.match(line.strip())
+        m = _KPROBE_RE.match(line.strip(" \t"))
         where = _WHERE_RE.match(m["where"]) if m else None
         if m is None or (where is None and not _BARE_ADDR_RE.match(m["where"])):
-            raise ValueError(f"line {number} is not a kprobe entry: {line.strip()[:80]!r}")
+            raise ValueError(f"line {number} is not a kprobe entry: {line[:80]!r}")
         tail = m["tail"]
         flags = tuple(re.findall(r"\[(GONE|DISABLED|OPTIMIZED|FTRACE)\]", tail))
         module = re.sub(r"\[(GONE|DISABLED|OPTIMIZED|FTRACE)\]", "", tail).strip(" []") or None
@@ -219,8 +225,8 @@ _FUNC_RE = re.compile(r"^(?P<name>\S+) \((?P<count>\d+)\)(?P<flags>[^\t]*)(?:\t(
 def parse_enabled_functions(text: str) -> list[FtraceFunction]:
     """`enabled_functions`: `func (N) R I D  \\ttramp: ... (handler)` + `\\tdirect-->target`."""
     funcs: list[FtraceFunction] = []
-    for line in text.splitlines():
-        stripped = line.strip()
+    for line in text.split("\n"):
+        stripped = line.strip(" \t")
         if stripped.startswith("direct-->") and funcs:
             last = funcs[-1]
             target = stripped[len("direct-->") :].split("+", 1)[0].strip()
@@ -449,7 +455,12 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
     seen: dict[str, ProbeEvent] = {}
     for name, read in probe_defs.items():
         if read.ok:
-            for ev in parse_probe_events(read.text or "", name):
+            try:
+                defined = parse_probe_events(read.text or "", name)
+            except ValueError as exc:
+                probe_defs[name] = FileRead(read.path, errno="EBADMSG", message=str(exc))
+                continue
+            for ev in defined:
                 seen.setdefault(ev.name, ev)
     event_enable: dict[str, dict[str, str | None]] = {}
     if tracefs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,20 +142,38 @@ def judge_probe(
     return result, facts
 
 
-def audit_host(host: Host, ctx: AuditContext) -> HostResult:
+def open_connection(host: Host, ctx: AuditContext, deadline: float) -> Connection:
+    """The host's connection, within a fork slot. Raises SSHError (unreachable)."""
+    endpoint = ctx.endpoint(host)
+    with ctx.slots:
+        return connect(host, endpoint, ctx.ssh, ctx.known_hosts(host), ctx.keys, deadline)
+
+
+def where_of(host: Host, ctx: AuditContext) -> tuple[str, int]:
+    """Address and port to report for a host that could not be reached."""
+    where = ctx.endpoints.get(host.name)
+    return (where.address, where.port) if where else (host.address, host.port)
+
+
+# What runs over a host's open connection: the probe, or the probe beside a profile.
+HostWork = Callable[[Connection, Host, AuditContext, float], HostResult]
+
+
+def _probe_only(conn: Connection, host: Host, ctx: AuditContext, deadline: float) -> HostResult:
+    return probe_host(conn, host, ctx, deadline)[0]
+
+
+def audit_host(host: Host, ctx: AuditContext, work: HostWork = _probe_only) -> HostResult:
     """Never raises for a host problem: unreachable and errors come back as results."""
     start = time.monotonic()
     deadline = ctx.deadline(start)
     try:
-        endpoint = ctx.endpoint(host)
-        with ctx.slots:
-            conn = connect(host, endpoint, ctx.ssh, ctx.known_hosts(host), ctx.keys, deadline)
+        conn = open_connection(host, ctx, deadline)
     except SSHError as exc:
-        where = ctx.endpoints.get(host.name)
-        address, port = (where.address, where.port) if where else (host.address, host.port)
+        address, port = where_of(host, ctx)
         return HostResult(host.name, address, port, UNREACHABLE, str(exc), time.monotonic() - start)
     try:
-        result, _facts = probe_host(conn, host, ctx, deadline)
+        result = work(conn, host, ctx, deadline)
     except TransportError as exc:
         result = HostResult(
             host.name, conn.endpoint.address, conn.endpoint.port, ERROR, str(exc), 0.0
@@ -206,17 +225,20 @@ def host_failed(host: Host, exc: Exception) -> HostResult:
 
 
 def audit_fleet(
-    hosts: list[Host], ctx: AuditContext, progress: ProgressFactory | None = None
+    hosts: list[Host],
+    ctx: AuditContext,
+    progress: ProgressFactory | None = None,
+    work: HostWork = _probe_only,
 ) -> AuditRun:
     """Audit every host: at most --forks connecting at once, at most --max-open connections
-    held open while their probes sample CPU."""
+    held open while their probes sample CPU. `work` runs over each host's connection."""
     started = utc_now()
     forks = ctx.forks
     workers = max(forks, min(len(hosts), ctx.max_open)) if ctx.cpu_window > 0 else forks
     try:
         results = run_hosts(
             hosts,
-            lambda h: audit_host(h, ctx),
+            lambda h: audit_host(h, ctx, work),
             workers=workers,
             progress=progress(len(hosts)) if progress else None,
             is_failure=lambda r: r.status in (UNREACHABLE, ERROR),

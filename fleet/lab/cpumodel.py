@@ -166,7 +166,8 @@ class Host:
         self.hot_rates, self.cool_rates = host_rates(root.name)
         self.hot = False
         # HOT or COOL for the lab's perf (fleet/lab/fake_perf.sh): which stacks it samples.
-        self.state_path = f"{r}/var/lib/fleet-lab/cpu-state"
+        # Beside proc/stat, as the model's other moving files.
+        self.state_path = f"{r}/proc/.stat.fleet-lab.state"
         self.state_written: bool | None = None
         counters = None
         try:

@@ -3,14 +3,13 @@
 # writes HZ x seconds x CPUs samples for this host; `perf script -i -` prints them. The
 # samples are real perf script text captured from a real kernel (fleet/lab/stock/
 # perf-samples.*.txt, see its README), the incident's under the incident: the host is HOT
-# when the lab's CPU model says so (var/lib/fleet-lab/cpu-state). Between the two commands
+# when the lab's CPU model says so (proc/.stat.fleet-lab.state). Between the two commands
 # the pipe carries that text rather than perf.data; nothing else of perf is imitated.
 case $0 in
     /*) self=$0 ;;
     *) self=$(pwd)/$0 ;;
 esac
 root=${self%/usr/sbin/*}
-lab=$root/var/lib/fleet-lab
 stock=${FLEET_LAB_TOOLS:-${self%/*}}
 
 usage() { echo " Usage: perf [--version] [--help] [OPTIONS] COMMAND [ARGS]" >&2; exit 129; }
@@ -41,7 +40,7 @@ start=$(date +%s)
 secs=$(( $(date +%s) - start ))
 [ "$secs" -gt 0 ] || secs=1
 cpus=$(grep -c '^cpu[0-9]' "$root/proc/stat")
-state=$(cat "$lab/cpu-state" 2>/dev/null) || state=cool
+state=$(cat "$root/proc/.stat.fleet-lab.state" 2>/dev/null) || state=cool
 [ "$state" = hot ] || state=cool
 echo "[ perf record: Woken up 1 times to write data ]" >&2
 awk -v n=$((hz * secs * cpus)) -v t0="${t0:-1000.0}" -v hz="$hz" -v cpus="$cpus" '

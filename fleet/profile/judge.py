@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from fleet.audit.cpu import cpu_between, parse_proc_stat
@@ -20,6 +21,8 @@ from fleet.profile.result import BPF_STATS, KPROBE_PROFILE, PERF, RING_BUFFER, H
 from fleet.profile.stacks import FoldedFormatError, classify, fold_perf_script, parse_folded
 from fleet.remote.probe import CommandRun, FileRead, ProbeOutput
 
+# POSIX `times`: "0m0.004000s 0m0.012000s" for the shell, then for its children.
+_TIMES = re.compile(r"(\d+)m([\d.]+)s")
 # perf's own words when the kernel refuses it (perf_event_paranoid, no CAP_PERFMON).
 _PERF_DENIED = ("Access to performance monitoring", "perf_event_paranoid", "Permission denied")
 
@@ -44,9 +47,7 @@ def _ring(snap: dict[str, FileRead]) -> dict[int, dict[str, int]]:
 
 def _programs(out: ProbeOutput, k: str) -> dict[int, BpfProgram] | None:
     run = out.commands.get(f"bpf{k}")
-    if run is not None:
-        if run.rc != 0:
-            return None
+    if run is not None and run.rc == 0:
         return parse_bpftool_progs(run.stdout)
     if k in out.snapshot_fdinfo:
         return progs_from_fdinfo(out.snapshot_fdinfo[k], out.procs)
@@ -136,6 +137,9 @@ def judge_profile(out: ProbeOutput, host: str, address: str, port: int) -> HostP
     if r1 and r2:
         prof.sources.append(RING_BUFFER)
         prof.ring = ring_rate(r1, r2, seconds)
+    cost = out.sections.get("times")
+    if cost is not None:
+        prof.cost_cpu_s = round(sum(int(m) * 60 + float(s) for m, s in _TIMES.findall(cost)), 3)
     if not out.complete:
         prof.status = "error"
         prof.error = "profile output incomplete"

@@ -35,6 +35,7 @@ class HostProfile:
     ring: RingRate | None = None
     bpf_stats: str | None = None  # already-on | enabled-by-fleet | off-unwritable | unavailable
     findings: list[Finding] = field(default_factory=list)  # fleet.profile.checks
+    cost_cpu_s: float | None = None  # CPU the profile itself used on the host (`times`)
     duration_s: float = 0.0
 
     @property
@@ -106,5 +107,6 @@ class HostProfile:
                 if self.ring
                 else None
             ),
+            "cost_cpu_s": self.cost_cpu_s,
             "duration_s": round(self.duration_s, 3),
         }

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import time
 
-from fleet.audit.run import AuditContext, host_failed
+from fleet.audit.run import (
+    AuditContext,
+    HostWork,
+    host_failed,
+    open_connection,
+    probe_host,
+    where_of,
+)
 from fleet.config.inventory import Host
-from fleet.model import UNREACHABLE
+from fleet.model import ERROR, UNREACHABLE, HostResult, host_status
 from fleet.profile.checks import profile_findings
 from fleet.profile.judge import judge_profile
 from fleet.profile.result import HostProfile
@@ -15,9 +22,7 @@ from fleet.remote.profile import DEFAULT_FREQUENCY, profile_stdin
 from fleet.remote.shell import shell_command
 from fleet.transport.become import NEEDS_PASSWORD, Become, BecomeError, asked_for_password
 from fleet.transport.fanout import ProgressFactory, run_hosts
-from fleet.transport.ssh import Connection, Exec, SSHError, TransportError, connect
-
-ERROR = "error"
+from fleet.transport.ssh import Connection, Exec, SSHError, TransportError
 
 
 def start_profile(
@@ -57,13 +62,9 @@ def profile_host(host: Host, ctx: AuditContext, frequency: int = DEFAULT_FREQUEN
     start = time.monotonic()
     deadline = ctx.deadline(start)
     try:
-        endpoint = ctx.endpoint(host)
-        with ctx.slots:
-            conn = connect(host, endpoint, ctx.ssh, ctx.known_hosts(host), ctx.keys, deadline)
+        conn = open_connection(host, ctx, deadline)
     except SSHError as exc:
-        where = ctx.endpoints.get(host.name)
-        address, port = (where.address, where.port) if where else (host.address, host.port)
-        return HostProfile(host.name, address, port, UNREACHABLE, str(exc))
+        return HostProfile(host.name, *where_of(host, ctx), UNREACHABLE, str(exc))
     try:
         ex, nonce = start_profile(conn, host, ctx, deadline, frequency)
         prof = finish_profile(conn, ex, nonce, host, deadline)
@@ -76,6 +77,28 @@ def profile_host(host: Host, ctx: AuditContext, frequency: int = DEFAULT_FREQUEN
         prof.findings = profile_findings(prof, ctx.playbook.profile)
     prof.duration_s = time.monotonic() - start
     return prof
+
+
+def probe_beside_profile(frequency: int = DEFAULT_FREQUENCY) -> HostWork:
+    """`fleet audit --profile`: over one connection, the profile starts sampling, the probe
+    runs its CPU window meanwhile, and the profile's checks join the audit's."""
+
+    def work(conn: Connection, host: Host, ctx: AuditContext, deadline: float) -> HostResult:
+        where = conn.endpoint
+        try:
+            ex, nonce = start_profile(conn, host, ctx, deadline, frequency)
+        except BecomeError as exc:
+            return HostResult(host.name, where.address, where.port, ERROR, str(exc), 0.0)
+        result, _facts = probe_host(conn, host, ctx, deadline)
+        prof = finish_profile(conn, ex, nonce, host, deadline)
+        prof.frequency = frequency
+        result.profile = prof
+        if result.status != ERROR or result.checks:
+            result.checks.extend(profile_findings(prof, ctx.playbook.profile))
+            result.status = host_status(result.checks, result.error)
+        return result
+
+    return work
 
 
 def _failed(host: Host, exc: Exception) -> HostProfile:

@@ -57,6 +57,7 @@ class RemediateContext:
     journal: Journal | None = None  # None: plan only
     settle_s: float | None = None  # None: the playbook's
     lock_ttl_s: float = 3600.0
+    verify_profile: bool = False  # --verify profile: profile before and after (fleet.profile)
     stop: StopFlag = field(default_factory=StopFlag)
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)

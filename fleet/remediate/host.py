@@ -14,6 +14,7 @@ import time
 from fleet.audit.facts import EBPF_PLUGINS
 from fleet.config.playbook import Playbook
 from fleet.model import COMPLIANT, ERROR, FAIL, SKIPPED, HostResult, host_status
+from fleet.profile.proof import NOT_PROVEN, Proof, profile_proof
 from fleet.remediate.context import Interrupted, JournalFailed, RemediateContext, StepFailed
 from fleet.remediate.journal import JournaledRun, JournaledStep, operator, ops_json
 from fleet.remediate.lock import acquire_lock, release_quietly
@@ -22,6 +23,7 @@ from fleet.remediate.results import APPLIED, FAILED, PLANNED, HostRemediation, S
 from fleet.remediate.session import HostSession, Reading
 from fleet.remediate.undo import undo_all
 from fleet.remediate.verdict import NOT_MEASURED, WORSE, Verdict, cpu_verdict, intervals
+from fleet.remote.profile import PROFILE_WINDOW_S
 from fleet.transport.ssh import TransportError
 
 
@@ -237,6 +239,8 @@ def _remediate_locked(s: HostSession, rem: HostRemediation, lock_note: str | Non
     before = s.probe(window)
     rem.result = before.result
     rem.cpu_before = before.result.cpu
+    if ctx.verify_profile:
+        rem.profile_before = s.profile(window or PROFILE_WINDOW_S)
     if lock_note:
         rem.result.error = lock_note
     done: list[JournaledStep] = []
@@ -304,6 +308,14 @@ def _verify(
         after = s.probe(0 if ctx.stop.is_set() else window)
         if ctx.stop.is_set():
             rem.verdict = Verdict(NOT_MEASURED, f"{ctx.stop.why} after the last step")
+        elif ctx.verify_profile:
+            rem.profile_after = s.profile(window or PROFILE_WINDOW_S)
+    if ctx.verify_profile:
+        rem.proof = (
+            profile_proof(rem.profile_before, rem.profile_after, ctx.audit.playbook.profile)
+            if rem.profile_after is not None
+            else Proof(NOT_MEASURED, rem.verdict.reason if rem.verdict else "not profiled")
+        )
     rem.checks_after = after.checks
     rem.cpu_after = after.result.cpu if done else None
     if rem.verdict is None and window == 0:
@@ -316,9 +328,14 @@ def _verify(
         )
     rem.result.status = after.result.status
     still = [f.id for f in after.checks if f.status == FAIL]
-    if still or rem.verdict.verdict == WORSE or after.result.status == ERROR:
+    unproven = rem.proof is not None and rem.proof.verdict == NOT_PROVEN
+    if still or rem.verdict.verdict == WORSE or after.result.status == ERROR or unproven:
         rem.failed = True
-        why = f"still failing: {', '.join(still)}" if still else rem.verdict.reason
+        why = (
+            f"still failing: {', '.join(still)}"
+            if still
+            else (rem.proof.reason if unproven else rem.verdict.reason)
+        )
         rem.result.error = "; ".join(x for x in (rem.result.error, why) if x)
 
 

@@ -48,6 +48,11 @@ class HostRemediation:
     verdict: Verdict | None = None
     checks_after: list[Finding] = field(default_factory=list)
     failed: bool = False
+    # --verify profile: the host's profile before and after, and what they prove
+    # (fleet.profile.result.HostProfile, fleet.profile.proof.Proof).
+    profile_before: Any = None
+    profile_after: Any = None
+    proof: Any = None
 
     @property
     def name(self) -> str:
@@ -71,6 +76,12 @@ class HostRemediation:
                 "failed": self.failed,
             }
         )
+        if self.proof is not None:
+            doc["proof"] = self.proof.verdict
+            doc["proof_reason"] = self.proof.reason
+            for key in ("profile_before", "profile_after"):
+                prof = getattr(self, key)
+                doc[key] = prof.to_json(stacks=5) if prof is not None else None
         return doc
 
 

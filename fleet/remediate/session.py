@@ -14,10 +14,14 @@ from typing import Protocol
 from fleet.audit.facts import HostFacts
 from fleet.audit.run import judge_probe
 from fleet.config.inventory import Host
-from fleet.model import Finding, HostResult
+from fleet.model import ERROR, Finding, HostResult
+from fleet.profile.checks import profile_findings
+from fleet.profile.judge import judge_profile
+from fleet.profile.result import HostProfile
 from fleet.remediate.context import RemediateContext, StepFailed
 from fleet.remote.apply import ApplyOutput, Op, apply_stdin, parse_apply_output, read_stdin
-from fleet.remote.probe import new_nonce, probe_stdin
+from fleet.remote.probe import new_nonce, parse_probe_output, probe_stdin
+from fleet.remote.profile import profile_stdin
 from fleet.remote.shell import shell_command
 from fleet.transport.become import NEEDS_PASSWORD, Become, BecomeError, asked_for_password
 from fleet.transport.endpoint import Endpoint
@@ -103,6 +107,21 @@ class HostSession:
         if facts is None:
             raise StepFailed(f"probe failed: {result.error}")
         return Reading(result, facts)
+
+    def profile(self, window: int) -> HostProfile:
+        """fleet profile's script over `window` seconds. Never raises for what the host
+        answers: a profile that fails is a profile in error (the proof says not-measured)."""
+        nonce = new_nonce()
+        stdin = profile_stdin(nonce, self.host.fleet_root, window)
+        where = self.remote.endpoint
+        try:
+            res = self._run(stdin, self.deadline(window), "profile: ")
+            out = parse_probe_output(res.stdout, res.stderr, nonce, self.host.fleet_root)
+            prof = judge_profile(out, self.host.name, where.address, where.port)
+        except (StepFailed, ValueError) as exc:  # ProbeFormatError is a ValueError
+            return HostProfile(self.host.name, where.address, where.port, ERROR, str(exc))
+        prof.findings = profile_findings(prof, self.ctx.audit.playbook.profile)
+        return prof
 
     def run_ops(self, ops: list[Op], extra: float = 0.0) -> ApplyOutput:
         """fleet/remote/apply.sh's compare-and-set `ops`, `extra` seconds more for a restart."""

@@ -77,6 +77,7 @@ class ProbeOutput:
     # fleet profile (fleet/remote/profile.sh): counters read at each end of its window.
     snapshots: dict[str, dict[str, FileRead]] = field(default_factory=dict)
     snapshot_fdinfo: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    sections: dict[str, str] = field(default_factory=dict)  # other frames' text, by tag
     stat1: str | None = None
     stat2: str | None = None
     stats: list[str] = field(default_factory=list)  # every sample, a second apart, in order
@@ -239,6 +240,8 @@ def parse_probe_output(stdout: str, stderr: str, nonce: str, root: str) -> Probe
                 out.stat1 = text
             elif tag == "stat2":
                 out.stat2 = text
+        elif tag == "times":
+            out.sections[tag] = "\n".join(body)
         elif tag == "cmd":
             name = section[1]
             path = _strip_root(root, " ".join(section[2:]))

@@ -56,7 +56,12 @@ if [ -n "$T" ]; then
       for inst in "$R$T" "$R$T"/instances/*; do
         [ -e "$inst/events/$d/enable" ] && set -- "$@" "$inst/events/$d/enable"
       done
-    done < "$R$T/$pf"
+    # Only lines whose first word fits in 1 KiB (a definition's is far shorter): the
+    # shell's pattern matching is quadratic in a word's length, and one 1 MB line of
+    # garbage held dash for minutes.
+    done <<EOF
+$(grep -a -E '^[^ ]{1,1024}( |$)' "$R$T/$pf")
+EOF
   done
   if [ $# -gt 0 ]; then
     s enables
@@ -84,7 +89,7 @@ grep -lx netdata "$R"/proc/[0-9]*/comm | while IFS= read -r p; do
     case $a in -c?*) set -- "$@" "$R${a#-c}" ;; esac
     prev=$a
   done <<EOF
-$(tr '\0' '\n' <"$p/cmdline")
+$(tr '\0' '\n' <"$p/cmdline" | grep -a -E '^.{0,4096}$')
 EOF
   if [ $# -gt 0 ]; then
     s files

@@ -28,3 +28,7 @@ def profile_args(nonce: str, root: str, window: int, frequency: int) -> list[str
 
 def profile_stdin(nonce: str, root: str, window: int, frequency: int = DEFAULT_FREQUENCY) -> bytes:
     return script_stdin(profile_script(), profile_args(nonce, root, window, frequency))
+
+
+# The profile's window when the run samples no CPU (--cpu-window 0): a profile needs one.
+PROFILE_WINDOW_S = 5

@@ -29,10 +29,10 @@ snap() {
   s snap "$k"
   for f in "$@"; do s want "$f"; done
   g "$@"
-  if [ -n "$BT" ]; then
-    c "bpf$k" "$BT" prog show --json
-  else
-    # No bpftool: each BPF program fd's counters as /proc/PID/fdinfo shows them.
+  r=1
+  if [ -n "$BT" ]; then c "bpf$k" "$BT" prog show --json; fi
+  if [ "$r" -ne 0 ]; then
+    # No working bpftool: each BPF program fd's counters as /proc/PID/fdinfo shows them.
     s fdinfo "$k"
     grep -rsH -e '^prog_type:' -e '^prog_id:' -e '^prog_tag:' -e '^run_time_ns:' \
       -e '^run_cnt:' "$R"/proc/[0-9]*/fdinfo
@@ -90,4 +90,6 @@ if [ -n "$ON" ]; then
   restore
   if [ -z "$ON" ]; then s env bpfstats_end restored; else s env bpfstats_end restore-failed; fi
 fi
+# What this profile cost the host: CPU of the shell and of everything it ran (perf included).
+s times; times
 s done

@@ -11,6 +11,7 @@ import html
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from fleet.config.playbook import ProfileLimits
 from fleet.profile.result import HostProfile
@@ -55,9 +56,10 @@ def _color(name: str, depth: int) -> str:
     kind = frame_kind(name) if depth > 1 else None  # depth 1 is the process name
     if kind:
         return KIND_COLORS[kind]
-    # Other frames in warm, stable shades (the same name, the same colour in every graph).
+    # Other frames in pale sand shades, so the machinery's strong colours stand out; stable
+    # per name (the same function, the same shade in every graph).
     h = zlib.crc32(name.encode()) & 0xFFFF
-    return f"rgb({205 + h % 50},{100 + (h >> 6) % 110},{40 + (h >> 11) % 40})"
+    return f"rgb({222 + h % 30},{210 + (h >> 5) % 30},{160 + (h >> 10) % 45})"
 
 
 def flame_svg(folded: Counter[str], title: str = "") -> str:
@@ -143,9 +145,8 @@ def host_section(p: HostProfile, heading: str | None = None) -> str:
     )
 
 
-STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.4em} h2{font-size:1.1em;margin:1.2em 0 .3em}
+# What a flame graph section needs of a page's style (the report's page includes it too).
+FLAME_CSS = """
 .legend .key{margin-right:1.2em;white-space:nowrap}
 .legend i{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:-.1em}
 li.fail{color:#b00020} li.warn{color:#8a5a00} li.error{color:#b00020}
@@ -153,6 +154,46 @@ svg.flame{border:1px solid #ddd;background:#fafafa}
 svg.flame text{fill:#111;pointer-events:none}
 .err{color:#b00020}
 """
+STYLE = (
+    """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em} h2{font-size:1.1em;margin:1.2em 0 .3em}
+"""
+    + FLAME_CSS
+)
+
+
+def profiles_section(profiles: list[HostProfile], heading: str) -> str:
+    """The flame graphs of several hosts under one heading, with the colours' legend."""
+    if not profiles:
+        return ""
+    hosts = "\n".join(host_section(p) for p in profiles)
+    return f'<section id="profiles"><h2>{html.escape(heading)}</h2>{legend()}\n{hosts}</section>'
+
+
+def before_after_page(hosts: list[Any], when: str) -> str:
+    """fleet remediate --verify profile --html: per host, its flame graph before the fix
+    and after, and what they prove (hosts: fleet.remediate.results.HostRemediation)."""
+    parts = []
+    for h in hosts:
+        proof = (
+            f"<p><b>{html.escape(h.proof.verdict)}</b>: {html.escape(h.proof.reason)}</p>"
+            if h.proof
+            else ""
+        )
+        pair = "".join(
+            host_section(p, f"{h.name} {label}")
+            for label, p in (("before", h.profile_before), ("after", h.profile_after))
+            if p is not None
+        )
+        parts.append(f'<section class="pair"><h2>{html.escape(h.name)}</h2>{proof}{pair}</section>')
+    return (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>fleet remediate {html.escape(when)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>fleet remediate: profiles before and after · {html.escape(when)}</h1>"
+        f"{legend()}\n{''.join(parts)}\n</body></html>\n"
+    )
 
 
 def profile_page(profiles: list[HostProfile], limits: ProfileLimits, when: str) -> str:

@@ -11,6 +11,7 @@ from html import escape
 from fleet import __version__
 from fleet.model import CPU_THRESHOLD_PCT, ERROR, WARN, Finding, HostResult
 from fleet.render import drift_text
+from fleet.render.flamegraph import FLAME_CSS, profiles_section
 from fleet.report.data import CHECK_STATES, HOST_STATES, ReportData
 
 CSS = """
@@ -323,7 +324,7 @@ def render_html(data: ReportData) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f'<meta name="generator" content="fleet {__version__}">',
         f"<title>{_e(title)}</title>",
-        f"<style>{CSS}</style></head><body>",
+        f"<style>{CSS}{FLAME_CSS}</style></head><body>",
         f'<header><h1>fleet report</h1><p class="meta">{meta}</p></header>',
         "<main>",
         _drift(data),
@@ -332,6 +333,10 @@ def render_html(data: ReportData) -> str:
         _waivers(data),
         _hosts(data),
         _details(data),
+        profiles_section(
+            [h.profile for h in run.hosts if h.profile is not None],
+            "Where the CPU goes (fleet profile)",
+        ),
         "</main>",
         f"<footer><p>fleet {__version__} · exit code {data.exit_code()}</p></footer>",
         "</body></html>",

@@ -59,6 +59,8 @@ def render_profile_verbose(profiles: list[HostProfile], stacks: int = 5) -> str:
                 f"  CPU over {p.window_s:.1f} s: {p.cpu.system_pct:.1f} % system, "
                 f"{p.cpu.user_pct:.1f} % user ({p.cpu.cpus} CPUs)"
             )
+        if p.cost_cpu_s is not None:
+            out.append(f"  the profile itself used {p.cost_cpu_s:.2f} s of the host's CPU")
         for source, why in p.unavailable.items():
             out.append(f"  no {source}: {why}")
         out.extend(f"  note: {n}" for n in p.notes)

@@ -27,6 +27,13 @@ HELP = {
     "fleet_checks": "Host checks in the last fleet report, by status.",
     "fleet_drift": "Changes since the previous fleet report, by kind.",
     "fleet_waivers": "Waivers in the waiver file of the last fleet report, by state.",
+    "fleet_host_profile_samples": "perf samples of the host's profile in the last fleet "
+    "report (fleet report --profile).",
+    "fleet_host_profile_share_ratio": "Share of the host's perf samples in kprobe, BPF, "
+    "tracing or spin-lock frames (kind label; hooks: kprobe or BPF, counted once; lock: "
+    "spinning at the leaf), 0 to 1.",
+    "fleet_bpf_program_cpu_ratio": "CPU of one BPF program over the profile window, as a "
+    "ratio of the host's capacity (all CPUs), from kernel.bpf_stats run time.",
 }
 
 
@@ -85,6 +92,25 @@ def render_prometheus(data: ReportData) -> str:
         "still_unreachable": len(drift.still_unreachable),
         "flapping": len(drift.flapping),
     }
+    samples, shares, programs = [], [], []
+    for h in run.hosts:
+        p = h.profile
+        if p is None or p.status != "ok":
+            continue
+        if p.samples:
+            samples.append(({"host": h.name}, p.samples))
+            shares += [
+                ({"host": h.name, "kind": k}, round(p.shares.pct(k) / 100, 6))
+                for k in ("probe", "bpf", "tracing", "lock")
+            ]
+            shares.append(({"host": h.name, "kind": "hooks"}, round(p.shares.hooks_pct / 100, 6)))
+        programs += [
+            (
+                {"host": h.name, "id": str(u.id), "name": u.name, "type": u.type},
+                round(u.cpu_pct / 100, 6),
+            )
+            for u in p.programs
+        ]
     uses = data.waivers.uses
     waivers = {"active": sum(not u.expired for u in uses), "expired": sum(u.expired for u in uses)}
     lines: list[str] = []
@@ -100,4 +126,8 @@ def render_prometheus(data: ReportData) -> str:
     lines += _family("fleet_checks", [({"status": s}, check_counts[s]) for s in CHECK_STATES])
     lines += _family("fleet_drift", [({"kind": k}, v) for k, v in drift_counts.items()])
     lines += _family("fleet_waivers", [({"state": k}, v) for k, v in waivers.items()])
+    # Without --profile these families have no samples (their HELP and TYPE stay constant).
+    lines += _family("fleet_host_profile_samples", samples)
+    lines += _family("fleet_host_profile_share_ratio", shares)
+    lines += _family("fleet_bpf_program_cpu_ratio", programs)
     return "\n".join(lines) + "\n"

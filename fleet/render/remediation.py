@@ -57,6 +57,7 @@ def _steps_cell(h: HostRemediation) -> str:
 
 def render_results(run: RemediationRun, rollback: bool = False) -> str:
     rows = []
+    proofs = any(h.proof is not None for h in run.hosts)  # --verify profile
     for h in run.hosts:
         outcome = "FAILED" if h.failed else ("restored" if rollback else "fixed")
         if not h.steps and not h.failed:
@@ -69,11 +70,13 @@ def render_results(run: RemediationRun, rollback: bool = False) -> str:
                 f"{_pct(h.cpu_before)} -> {_pct(h.cpu_after)}",
                 h.verdict.verdict if h.verdict else "-",
             ]
-        row.append(h.result.error or "")
+            if proofs:
+                row.append(h.proof.verdict if h.proof else "-")
+        row.append(h.result.error or (h.proof.reason if h.proof else ""))
         rows.append(row)
     headers = ["host", "result", "steps"]
     if not rollback:
-        headers += ["sys% before -> after", "verdict"]
+        headers += ["sys% before -> after", "verdict"] + (["proof"] if proofs else [])
     headers.append("note")
     text = tabulate(rows, headers=headers, tablefmt="simple") + "\n"
     if run.budget_note:

@@ -39,6 +39,7 @@ class ReportRequest:
     waivers: Path | None = None
     webhook: str | None = None
     webhook_timeout: float = 10.0
+    profile: bool = False  # profile each host beside its audit (fleet.profile)
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> ReportRequest:
@@ -64,13 +65,20 @@ AuditFn = Callable[[], tuple[AuditRun, str]]
 
 
 def _prepare_audit(
-    req: AuditRequest, progress: ProgressFactory | None, warnings: list[str]
+    req: AuditRequest, progress: ProgressFactory | None, warnings: list[str], profile: bool
 ) -> AuditFn:
     """Load inventory and playbook now (their errors are exit 2); audit when called."""
     from fleet.audit.run import audit_fleet, prepare
 
     hosts, ctx, playbook_path = prepare(req)
     warnings += ctx.warnings
+    if profile:
+        from fleet.profile.run import probe_beside_profile
+
+        if not req.cpu_window:
+            raise UsageError("--profile samples over the CPU window: give --cpu-window 1 or more")
+        work = probe_beside_profile()
+        return lambda: (audit_fleet(hosts, ctx, progress, work), str(playbook_path))
     return lambda: (audit_fleet(hosts, ctx, progress), str(playbook_path))
 
 
@@ -78,9 +86,11 @@ def _prepare_source(
     req: ReportRequest, progress: ProgressFactory | None, warnings: list[str]
 ) -> tuple[AuditFn, str]:
     if req.from_file is None:
-        return _prepare_audit(req.audit, progress, warnings), "audit"
+        return _prepare_audit(req.audit, progress, warnings, req.profile), "audit"
     if req.audit.limit:
         raise UsageError("--limit selects inventory hosts; it does not apply to --from")
+    if req.profile:
+        raise UsageError("--profile samples hosts now; it does not apply to --from")
     from fleet.report.saved_audit import load_audit_file
 
     loaded = load_audit_file(req.from_file)

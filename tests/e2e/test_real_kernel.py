@@ -233,3 +233,40 @@ def test_tracefs_reached_through_debugfs_when_not_mounted_itself(guest: Guest) -
         assert guest.text("/sys/kernel/debug/tracing/set_event") == ""
     finally:
         guest.sh("fleet-e2e load stop; mount -t tracefs tracefs /sys/kernel/tracing || true")
+
+
+def _shares(host: dict[str, Any]) -> str:
+    s = host["shares_pct"]
+    return (
+        f"probes {s['probe']}%, BPF {s['bpf']}%, tracing {s['tracing']}%, locks {s['lock']}% "
+        f"of {host['samples']} samples; BPF programs {host['bpf_cpu_pct']}% CPU"
+    )
+
+
+def test_profile_names_the_probes_cost_and_remediation_proves_it_gone(guest: Guest) -> None:
+    # Real perf 6.1 samples, real bpftrace programs on kprobes/kretprobes updating hash maps.
+    rc, doc = guest.fleet("profile", "--window", "5")
+    (host,) = doc["hosts"]
+    report(f"profile under the incident: {_shares(host)}; profile cost {host['cost_cpu_s']} s CPU")
+    assert rc == 1 and host["status"] == "non-compliant", host
+    assert host["sources"][:2] == ["perf", "bpf_stats"], host["unavailable"]
+    assert host["shares_pct"]["probe"] > 5 and host["shares_pct"]["bpf"] > 0
+    assert "tcp_sendmsg" in {h["function"] for h in host["hooked"]}
+    programs = host["bpf_programs"]
+    assert programs and {p["type"] for p in programs} == {"kprobe"}
+    assert max(p["run_time_ns"] for p in programs) > 0 and max(p["runs"] for p in programs) > 0
+    assert host["bpf_stats"] == "enabled-by-fleet"
+    assert guest.text("/proc/sys/kernel/bpf_stats_enabled").strip() == "0"  # switched back off
+    assert any(k["name"] == "tcp_sendmsg" and k["hits_per_s"] > 0 for k in host["kprobe_hits"])
+
+    rc, doc = apply(guest, "--verify", "profile", "--cpu-window", "5")
+    (fixed,) = doc["hosts"]
+    report(
+        f"remediate --verify profile: {fixed['proof']} ({fixed['proof_reason']}); after: "
+        f"{_shares(fixed['profile_after'])}"
+    )
+    assert fixed["proof"] == "proven", fixed["proof_reason"]
+    after = fixed["profile_after"]
+    assert after["shares_pct"]["probe"] == 0 and after["shares_pct"]["bpf"] == 0
+    assert after["bpf_programs"] == [] and after["hooked"] == []
+    assert guest.sh("bpftool prog show").stdout.strip() == ""  # the kernel agrees

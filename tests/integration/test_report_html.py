@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +106,47 @@ def test_html_report_in_chromium_on_a_phone_and_a_wall_screen(
     assert phone_shot.stat().st_size > 20_000 and wall_shot.stat().st_size > 20_000  # not blank
     with capsys.disabled():
         print(f"\nscreenshots: {phone_shot} {wall_shot}")
+
+
+FLAME_JS = (
+    "Object.fromEntries([...document.querySelectorAll('#profiles section.host')].map(s => ["
+    "s.querySelector('h2').textContent, {"
+    "graphs: s.querySelectorAll('svg.flame').length, "
+    "probe: [...s.querySelectorAll('svg.flame rect')].filter("
+    "r => r.getAttribute('fill') === '#d62728').length, "
+    "frames: s.querySelectorAll('svg.flame rect').length}]))"
+)
+
+
+def test_report_profile_draws_a_flame_graph_per_host_with_probe_frames_in_red(
+    lab6: lab.LabInfo, tmp_path: Path, chromium: Chromium
+) -> None:
+    page_file, prom = tmp_path / "report.html", tmp_path / "fleet.prom"
+    proc = report(
+        tmp_path / "state",
+        *("-i", lab6.inventory, "--cpu-window", "1", "--profile"),
+        *("--format", f"html:{page_file}", "--format", f"prometheus:{prom}"),
+    )
+    assert proc.returncode == 5, proc.stderr
+    wall = chromium.open(page_file.resolve().as_uri(), 1920, 1080)
+    graphs = wall.evaluate(FLAME_JS)
+    reached = [h for h in lab6.hosts if not h.startswith("down")]
+    assert sorted(graphs) == sorted(lab6.hosts)
+    assert all(graphs[h]["graphs"] == 1 and graphs[h]["frames"] > 20 for h in reached)
+    assert graphs["incident-01"]["probe"] > 0  # kprobe machinery, in the probe colour
+    assert graphs["clean-02"]["probe"] == 0
+    assert graphs["down-06"]["graphs"] == 0
+    wall.evaluate("document.getElementById('profiles').scrollIntoView()")
+    shot = wall.screenshot(OUTPUT / "profile-flamegraph.png", full_page=False)
+    assert png_size(shot)[0] >= 1920
+    phone = chromium.open(page_file.resolve().as_uri(), 390, 844, mobile=True)
+    assert phone.evaluate(OVERFLOW_JS) <= 0  # the graphs scale down to a phone
+
+    text = prom.read_text()
+    assert 'fleet_host_profile_share_ratio{host="incident-01",kind="hooks"}' in text
+    tool = shutil.which("promtool") or shutil.which(
+        "promtool", path=str(Path(sys.executable).parent)
+    )
+    if tool is not None:  # its own tests fail under CI without it (tests/unit/test_alert_rules.py)
+        lint = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True)
+        assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()

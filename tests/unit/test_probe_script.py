@@ -178,6 +178,15 @@ def test_login_shell_noise_before_the_probe_is_ignored(tree: Path) -> None:
     assert again.files == out.files and again.complete
 
 
+@pytest.mark.parametrize("shell", ["dash", "bash"])
+def test_a_megabyte_word_in_a_probe_file_does_not_stall_the_shell(tree: Path, shell: str) -> None:
+    # dash's ${d#*:} is quadratic in the word's length: one 1 MB line of garbage in
+    # uprobe_events held the probe past every deadline. The probe skips such lines.
+    write(tree, "/sys/kernel/tracing/uprobe_events", "x" * (1 << 20) + "\n")
+    out, proc = run_probe(tree, shell)  # the helper gives it 30 s
+    assert out.complete, proc.stderr
+
+
 @pytest.mark.skipif(not shutil.which("busybox"), reason="busybox not installed")
 def test_probe_runs_on_busybox_applets_alone(tree: Path, tmp_path: Path) -> None:
     # An embedded or Alpine-like target: sh, grep, cat, id, sleep, timeout are all busybox.

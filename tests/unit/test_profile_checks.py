@@ -8,6 +8,7 @@ from fleet.config.playbook import ProfileLimits
 from fleet.model import ERROR, FAIL, PASS, SKIP, WARN
 from fleet.profile.checks import check_lock_spin, check_probe_share
 from fleet.profile.counters import HookRate, ProgramUse
+from fleet.profile.proof import NOT_MEASURED, NOT_PROVEN, PROVEN, profile_proof
 from fleet.profile.result import BPF_STATS, KPROBE_PROFILE, PERF, HostProfile
 from fleet.profile.stacks import classify, fold_perf_script
 
@@ -65,3 +66,21 @@ def test_with_nothing_to_measure_both_checks_skip_and_a_failed_profile_is_an_err
     bad = HostProfile("h", "a", 22, "error", "profile output incomplete")
     assert check_probe_share(bad, LIMITS).status == ERROR
     assert check_lock_spin(bad, LIMITS).status == ERROR
+
+
+def test_a_fix_is_proven_only_when_no_probe_frame_is_left_after_it() -> None:
+    before, after = _perf("perf_script.incident.txt"), _perf("perf_script.remediated.txt")
+    proof = profile_proof(before, after, LIMITS)
+    assert proof.verdict == PROVEN
+    assert "21.0% -> 0.0%" in proof.reason
+    assert profile_proof(before, before, LIMITS).verdict == NOT_PROVEN
+    assert "tcp_" in profile_proof(before, before, LIMITS).reason
+
+
+def test_a_profile_that_measured_nothing_proves_nothing() -> None:
+    before = _perf("perf_script.incident.txt")
+    blind = HostProfile("h", "a", 22, "ok", sources=[BPF_STATS])
+    blind.unavailable[PERF] = "not permitted (perf_event_paranoid; run as root or with CAP_PERFMON)"
+    assert profile_proof(before, blind, LIMITS).verdict == NOT_MEASURED
+    failed = HostProfile("h", "a", 22, "error", "connection lost")
+    assert profile_proof(before, failed, LIMITS).verdict == NOT_MEASURED
