@@ -57,18 +57,22 @@ demo: $(STAMP) sshd
 	  step "fleet audit: which hosts have it?"; \
 	  $(DEMO) audit -i inventory/lab.yml --cpu-window 2 || rc=$$?; \
 	  $(DEMO) report -i inventory/lab.yml --cpu-window 2 --format json -o $(DEMO_STATE)/first-report.json || true; \
+	  step "fleet profile: where does their CPU go? (perf samples, flame graphs in profile.html)"; \
+	  $(DEMO) profile -i inventory/lab.yml --window 2 --html profile.html || true; \
 	  step "fleet remediate --host incident-01: the plan (nothing changes yet)"; \
 	  $(DEMO) remediate -i inventory/lab.yml --host incident-01; \
-	  step "fleet remediate --host incident-01 --apply --yes: fix, then prove it"; \
-	  $(DEMO) remediate -i inventory/lab.yml --host incident-01 --apply --yes --cpu-window 3 || fail=1; \
+	  step "fleet remediate --host incident-01 --apply --yes --verify profile: fix, then prove the cause is gone"; \
+	  $(DEMO) remediate -i inventory/lab.yml --host incident-01 --apply --yes --cpu-window 3 --verify profile --html remediate-profile.html || fail=1; \
 	  step "fleet audit again"; \
 	  $(DEMO) audit -i inventory/lab.yml --cpu-window 2 --limit 'incident*'; \
 	  step "fleet remediate --host incident-07, then fleet rollback --host incident-07"; \
 	  $(DEMO) remediate -i inventory/lab.yml --host incident-07 --apply --yes --cpu-window 2 || fail=1; \
 	  $(DEMO) rollback -i inventory/lab.yml --host incident-07 || fail=1; \
 	  $(DEMO) audit -i inventory/lab.yml --cpu-window 0 --limit incident-07; \
-	  step "fleet report: drift since the last report (history in $(DEMO_STATE)), report.html"; \
-	  $(DEMO) report -i inventory/lab.yml --cpu-window 2 --format table --format html:report.html || true; \
+	  step "fleet report --profile: drift since the last report (history in $(DEMO_STATE)), report.html with a flame graph per host"; \
+	  $(DEMO) report -i inventory/lab.yml --cpu-window 2 --profile --format table --format html:report.html || true; \
+	  step "fleet profile: incident-01 fixed, incident-07 still spending its CPU in probes"; \
+	  $(DEMO) profile -i inventory/lab.yml --window 2 || true; \
 	  $(BIN)/fleet lab down --state-dir $(LAB); \
 	  echo; echo "first audit exit code $$rc (bit 1: non-compliant hosts, bit 4: unreachable/error hosts)"; \
 	  [ $$rc -ne 2 ] && [ $$rc -lt 8 ] && [ $$fail -eq 0 ]

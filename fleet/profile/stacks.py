@@ -208,18 +208,28 @@ def frame_kind(name: str) -> str | None:
     return None
 
 
-def _hooked(frames: list[str], first_machinery: int) -> str | None:
-    """The function a probe hooked: the caller of the first probe/BPF frame, glue skipped.
+def _callers(frames: list[str], first_machinery: int) -> list[str]:
+    """The frames below the first probe/BPF frame, nearest first, glue skipped."""
+    return [
+        name
+        for name in reversed(frames[:first_machinery])
+        if not (name in _GLUE or name.startswith(_GLUE_PREFIXES) or name.startswith("0x"))
+    ]
 
-    On a kprobe or an fentry trampoline that is the probed function itself (tcp_sendmsg);
-    a kretprobe runs when that function returns into the trampoline, so the stack shows only
-    its caller: "kretprobe under __sock_sendmsg"."""
-    returning = any(f in RETURN_TRAMPOLINES for f in frames[first_machinery:])
-    for name in reversed(frames[:first_machinery]):
-        if name in _GLUE or name.startswith(_GLUE_PREFIXES) or name.startswith("0x"):
-            continue
-        return f"kretprobe under {name}" if returning else name
-    return None
+
+def _hooked(frames: list[str], first_machinery: int) -> tuple[str, str | None, bool] | None:
+    """(hooked function, its caller, via a return probe): the caller of the first probe/BPF
+    frame, glue skipped.
+
+    On a kprobe or an fentry trampoline that is the probed function itself (tcp_sendmsg); a
+    kretprobe runs when that function has returned into the trampoline, so the stack shows
+    only its caller."""
+    callers = _callers(frames, first_machinery)
+    if not callers:
+        return None
+    if any(f in RETURN_TRAMPOLINES for f in frames[first_machinery:]):
+        return callers[0], None, True
+    return callers[0], callers[1] if len(callers) > 1 else None, False
 
 
 @dataclass
@@ -248,6 +258,8 @@ class StackShares:
 def classify(folded: Counter[str]) -> StackShares:
     """Charge every folded stack to the machinery in it (pure)."""
     out = StackShares()
+    entries: list[tuple[tuple[str, str | None, bool], int]] = []
+    returns: list[tuple[tuple[str, str | None, bool], int]] = []
     for stack, count in folded.items():
         comm_and_frames = stack.split(";")
         frames = comm_and_frames[1:]
@@ -268,7 +280,21 @@ def classify(folded: Counter[str]) -> StackShares:
                 out.lock_under_probe += count
         first = next((i for i, k in enumerate(kinds) if k in ("probe", "bpf")), None)
         if first is not None:
-            hooked = _hooked(frames, first)
-            if hooked:
-                out.hooked[hooked] += count
+            found = _hooked(frames, first)
+            if found:
+                (returns if found[2] else entries).append((found, count))
+    # Entry probes name the function; a return probe shows only the caller it returned to.
+    # When the samples saw exactly one function probed on entry under that caller, the
+    # return is charged to it ("tcp_sendmsg (return)"), else to the caller as seen.
+    under: dict[str, set[str]] = {}
+    for (name, caller, _), count in entries:
+        out.hooked[name] += count
+        if caller is not None:
+            under.setdefault(caller, set()).add(name)
+    for (caller, _, _), count in returns:
+        probed = under.get(caller, set())
+        label = (
+            f"{next(iter(probed))} (return)" if len(probed) == 1 else f"kretprobe under {caller}"
+        )
+        out.hooked[label] += count
     return out

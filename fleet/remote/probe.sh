@@ -1,4 +1,4 @@
-# fleet audit probe. Read-only; POSIX sh (dash, bash, busybox ash) plus grep, cat, id, sleep.
+# fleet audit probe. Read-only; POSIX sh (dash, bash, busybox ash) plus grep, cat, cut, tr, id, sleep.
 # Run as `sh -s`: the arguments NONCE ROOT WINDOW [EXTRA_FILE...] come first on stdin
 # (`set -- ...`, fleet/remote/shell.py), never on the command line, where any process on the
 # host could read the nonce and forge frames.
@@ -56,11 +56,10 @@ if [ -n "$T" ]; then
       for inst in "$R$T" "$R$T"/instances/*; do
         [ -e "$inst/events/$d/enable" ] && set -- "$@" "$inst/events/$d/enable"
       done
-    # Only lines whose first word fits in 1 KiB (a definition's is far shorter): the
-    # shell's pattern matching is quadratic in a word's length, and one 1 MB line of
-    # garbage held dash for minutes.
+    # Lines cut to 1 KiB (a definition is far shorter): the shell's pattern matching is
+    # quadratic in a word's length, and one 1 MB line of garbage held dash for minutes.
     done <<EOF
-$(grep -a -E '^[^ ]{1,1024}( |$)' "$R$T/$pf")
+$(cut -c 1-1024 "$R$T/$pf")
 EOF
   done
   if [ $# -gt 0 ]; then
@@ -89,7 +88,7 @@ grep -lx netdata "$R"/proc/[0-9]*/comm | while IFS= read -r p; do
     case $a in -c?*) set -- "$@" "$R${a#-c}" ;; esac
     prev=$a
   done <<EOF
-$(tr '\0' '\n' <"$p/cmdline" | grep -a -E '^.{0,4096}$')
+$(tr '\0' '\n' <"$p/cmdline" | cut -c 1-4096)
 EOF
   if [ $# -gt 0 ]; then
     s files

@@ -192,7 +192,7 @@ def test_probe_runs_on_busybox_applets_alone(tree: Path, tmp_path: Path) -> None
     # An embedded or Alpine-like target: sh, grep, cat, id, sleep, timeout are all busybox.
     bb = tmp_path / "bb"
     bb.mkdir()
-    for applet in ("sh", "grep", "cat", "id", "sleep", "timeout"):
+    for applet in ("sh", "grep", "cat", "cut", "tr", "id", "sleep", "timeout"):
         (bb / applet).symlink_to(shutil.which("busybox"))
     nonce = new_nonce()
     proc = subprocess.run(

@@ -134,3 +134,15 @@ def test_folded_text_round_trips_and_a_line_without_count_is_refused() -> None:
     assert parse_folded(render_folded(folded)) == folded
     with pytest.raises(FoldedFormatError, match="line 2"):
         parse_folded("a;b 3\na;b\n")
+
+
+def test_a_return_probe_is_charged_to_the_one_function_seen_probed_under_its_caller() -> None:
+    # A kretprobe's stack shows only the caller the function returned to; the entry probes
+    # in the same samples say which function that was, when only one was probed there.
+    entry = "nc;main;__sock_sendmsg;tcp_sendmsg;ftrace_trampoline;kprobe_ftrace_handler"
+    ret = "nc;main;__sock_sendmsg;arch_rethook_trampoline;rethook_trampoline_handler"
+    shares = classify(Counter({entry: 3, ret: 2}))
+    assert shares.hooked == Counter({"tcp_sendmsg": 3, "tcp_sendmsg (return)": 2})
+    udp = "nc;main;__sock_sendmsg;udp_sendmsg;ftrace_trampoline;kprobe_ftrace_handler"
+    shares = classify(Counter({entry: 3, udp: 1, ret: 2}))
+    assert shares.hooked["kretprobe under __sock_sendmsg"] == 2  # two candidates: no guess
