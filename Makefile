@@ -107,6 +107,8 @@ lint: $(STAMP)
 # floor), ansible-core -m raw / -m shell and pyinfra on a loopback lab; bench/results.json.
 # About 9 minutes on 2 cores. BENCH_HOSTS=1000 runs every tool at N=1000 (much longer);
 # BENCH_SCALE, BENCH_ROUNDS, BENCH_PAIR_ROUNDS, BENCH_FORKS, BENCH_TOOLS: bench/run.py --help.
+# bench/profile.py: what fleet profile costs the host (this machine's real perf; root) and
+# the client; bench/profile.json.
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml bench/requirements*.txt | cksum | cut -d' ' -f1)
 
@@ -121,6 +123,7 @@ $(BENCH_STAMP): pyproject.toml bench/requirements.txt bench/requirements-pyinfra
 bench: $(BENCH_STAMP) sshd
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/bastion.py
+	$(BENCH_VENV)/bin/python bench/profile.py
 
 # `make bench-bastion`: 200 hosts behind one lab bastion, fleet's fabric channels vs one
 # `ssh -W` per host (FLEET_JUMP_VIA=ssh); bench/bastion.json. About 3 minutes on 2 cores.

@@ -332,6 +332,15 @@ def check_bpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
         }
         for p in tracing
     ]
+    stats_on = ""
+    if facts.bpf_stats_enabled:
+        # Timing every run costs each program two clock reads; fleet profile switches it on
+        # for its window only, so 1 here was left by someone (or a profile that was killed).
+        evidence["bpf_stats_enabled"] = True
+        stats_on = (
+            "; kernel.bpf_stats_enabled is 1 (every BPF run timed: "
+            "sysctl -w kernel.bpf_stats_enabled=0)"
+        )
     if shown:
         owners = sorted({f"{comm or '?'}({pid})" for p in shown for pid, comm in p.owners})
         types = sorted({p.type for p in shown})
@@ -339,11 +348,14 @@ def check_bpf(facts: HostFacts, spec: CheckSpec, ctx: dict[str, Any]) -> Finding
             spec,
             WARN,
             f"{len(shown)} tracing program(s) ({', '.join(types)}) loaded"
-            f"{' by ' + ', '.join(owners[:4]) if owners else ''}",
+            f"{' by ' + ', '.join(owners[:4]) if owners else ''}{stats_on}",
             evidence,
         )
     if trampolines:
-        return _finding(spec, WARN, f"BPF trampolines on {', '.join(trampolines[:5])}", evidence)
+        text = f"BPF trampolines on {', '.join(trampolines[:5])}{stats_on}"
+        return _finding(spec, WARN, text, evidence)
+    if stats_on:
+        return _finding(spec, WARN, f"no BPF tracing programs loaded{stats_on}", evidence)
     return _finding(
         spec,
         PASS,

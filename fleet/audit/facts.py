@@ -398,6 +398,9 @@ class HostFacts:
     files: dict[str, FileRead] = field(default_factory=dict)  # the playbook's file checks
     cpu_samples: list[str] = field(default_factory=list)  # /proc/stat, a second apart
     bpf_unreadable: bool = False  # bpftool ran but failed or printed garbage, no fallback
+    # kernel.bpf_stats_enabled: every BPF program run timed while 1 (fleet profile turns it
+    # on for its window only); None when unreadable or absent.
+    bpf_stats_enabled: bool | None = None
     # Every netdata.conf a netdata here reads now or at its next start
     # (fleet.audit.netdata_install).
     netdata_sources: ConfigSources = field(default_factory=ConfigSources)
@@ -557,6 +560,7 @@ def host_facts(out: ProbeOutput, cpus: frozenset[int] | None = None) -> HostFact
         bpf_programs=bpf_programs,
         bpf_error=bpf_error,
         bpf_unreadable=bpf_unreadable,
+        bpf_stats_enabled=parse_bool_file(opt("/proc/sys/kernel/bpf_stats_enabled") or ""),
         cpu=cpu,
         cpu_error=cpu_error,
         unknown_root=_unknown_root(f.get("/proc/mounts")),

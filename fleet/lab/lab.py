@@ -315,6 +315,14 @@ if [ -n "${FLEET_ROOT-}" ] && [ -x "$FLEET_ROOT/usr/sbin/$name" ]; then
     FLEET_LAB_TOOLS=${0%/*}; export FLEET_LAB_TOOLS  # where the lab's perf finds its samples
     exec "$FLEET_ROOT/usr/sbin/$name" "$@"
 fi
+if [ -z "${FLEET_ROOT-}" ]; then
+    # No tree: the host is this machine itself (bench/profile.py); its own tool answers.
+    o=$IFS; IFS=:
+    for d in $PATH; do
+        [ "$d" != "${0%/*}" ] && [ -x "$d/$name" ] && { IFS=$o; exec "$d/$name" "$@"; }
+    done
+    IFS=$o
+fi
 echo "$name: command not found" >&2
 exit 127
 """

