@@ -2,7 +2,7 @@
 
 Two measurements, --rounds times each:
 
-  self   this machine profiled through the lab's sshd with no fleet_root: the real kernel,
+  self   this machine profiled through the lab's sshd with fleet_root /: the real kernel,
          the real perf (Debian's linux-perf must be installed; root, for perf -a), the
          default window (5 s) and frequency (99 Hz). Reported: the CPU the profile's shell
          and everything it ran used on the host (`times`, fleet/remote/profile.sh) as seconds
@@ -60,7 +60,9 @@ def fleet(args: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float, 
 def self_inventory(info: lab.LabInfo, path: Path) -> Path:
     doc = yaml.safe_load(info.inventory.read_text())
     vars_ = doc["all"]["vars"]
-    path.write_text(yaml.safe_dump({"all": {"vars": vars_, "hosts": {"self": {"fleet_root": ""}}}}))
+    path.write_text(
+        yaml.safe_dump({"all": {"vars": vars_, "hosts": {"self": {"fleet_root": "/"}}}})
+    )
     return path
 
 

@@ -1,6 +1,6 @@
-# fleet profile: where the host's CPU goes over a window. POSIX sh plus grep, cat, sleep; perf,
-# bpftool and awk when the host has them. Run as `sh -s`; the arguments NONCE ROOT WINDOW FREQ
-# come first on stdin (fleet/remote/shell.py).
+# fleet profile: where the host's CPU goes over a window. POSIX sh plus grep, cat, id, sleep;
+# perf, bpftool, awk and head when the host has them. Run as `sh -s`; the arguments NONCE ROOT
+# WINDOW FREQ come first on stdin (fleet/remote/shell.py).
 # Read-only but for one switch: BPF run-time statistics (kernel.bpf_stats_enabled) are off by
 # default, and without them no program's run time moves. When they are off and the host lets
 # us, they are switched on for the window and back off before this exits, on every way out

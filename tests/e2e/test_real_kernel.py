@@ -93,7 +93,11 @@ def test_audit_finds_every_planted_object_with_the_kernels_own_words(guest: Gues
     assert nd["evidence"]["ebpf_plugin_pids"] == [plugin_pid]
     assert c["netdata.version"]["status"] == "pass"
     assert c["netdata.version"]["evidence"]["version"] == version == "netdata v1.37.1"
-    assert c["bpf.tracing_programs"]["status"] == "pass"  # no BPF in this guest
+    bp = c["bpf.tracing_programs"]  # bpftrace's programs, as netdata's were
+    assert bp["status"] == "warn" and bp["evidence"]["source"] == "bpftool"
+    assert {p["type"] for p in bp["evidence"]["programs"]} == {"kprobe"}
+    loaded = guest.sh("bpftool prog show | grep -c ' kprobe '").stdout
+    assert len(bp["evidence"]["programs"]) == int(loaded)
 
     cpu = host["cpu"]
     report(f"audit under the incident: system {cpu['system_pct']}%, user {cpu['user_pct']}%")
@@ -226,7 +230,8 @@ def test_tracefs_reached_through_debugfs_when_not_mounted_itself(guest: Guest) -
         assert c["tracing.set_event"]["status"] == "fail"
         assert c["tracing.probe_events"]["status"] == "fail"
         rc, doc = apply(guest, "--cpu-window", "0")
-        assert rc == 0, doc["hosts"]
+        host = doc["hosts"][0]
+        assert rc == 0, (host["error"], host["steps"], host["checks_after"])
         paths = [p for s in doc["hosts"][0]["steps"] for p in s.get("after") or {}]
         assert paths and all(re.match(r"/sys/kernel/debug/tracing/|/etc/netdata/", p)
                              for p in paths), paths
