@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 
 from fleet.audit.cpu import cpu_between, parse_proc_stat
 from fleet.profile.counters import (
@@ -48,7 +49,12 @@ def _ring(snap: dict[str, FileRead]) -> dict[int, dict[str, int]]:
 def _programs(out: ProbeOutput, k: str) -> dict[int, BpfProgram] | None:
     run = out.commands.get(f"bpf{k}")
     if run is not None and run.rc == 0:
-        return parse_bpftool_progs(run.stdout)
+        progs = parse_bpftool_progs(run.stdout)
+        held = progs_from_fdinfo(out.snapshot_fdinfo.get("owners", []), out.procs)
+        return {
+            i: replace(p, owners=held[i].owners) if not p.owners and i in held else p
+            for i, p in progs.items()
+        }
     if k in out.snapshot_fdinfo:
         return progs_from_fdinfo(out.snapshot_fdinfo[k], out.procs)
     return None
@@ -72,8 +78,9 @@ def _perf(run: CommandRun, mode: str) -> tuple[Counter[str] | None, str | None]:
     return folded, None
 
 
-def judge_profile(out: ProbeOutput, host: str, address: str, port: int) -> HostProfile:
-    """Everything the window's two snapshots and perf's samples say about the host."""
+def judge_profile(out: ProbeOutput, host: str, address: str, port: int, window: int) -> HostProfile:
+    """Everything the window's two snapshots and perf's samples say about the host.
+    `window`: the seconds asked for, the measure of last resort (no /proc/uptime, no ticks)."""
     prof = HostProfile(host, address, port, "ok")
     prof.bpf_stats = out.env.get("bpfstats")
     s1, s2 = out.snapshots.get("1", {}), out.snapshots.get("2", {})
@@ -90,6 +97,9 @@ def judge_profile(out: ProbeOutput, host: str, address: str, port: int) -> HostP
     if seconds <= 0 and prof.cpu and prof.cpu.cpus:
         # No /proc/uptime: the window from the ticks every CPU counted (USER_HZ is 100).
         seconds = prof.cpu.ticks / prof.cpu.cpus / 100.0
+    if seconds <= 0:
+        seconds = float(window)
+        prof.notes.append(f"window taken as the {window} s asked for: no clock moved on the host")
     prof.window_s = round(seconds, 3)
     cpus = prof.cpu.cpus if prof.cpu and prof.cpu.cpus else 1
 

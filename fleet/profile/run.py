@@ -38,7 +38,7 @@ def start_profile(
 
 
 def finish_profile(
-    conn: Connection, ex: Exec, nonce: str, host: Host, deadline: float
+    conn: Connection, ex: Exec, nonce: str, host: Host, deadline: float, window: int
 ) -> HostProfile:
     """Collect a started profile and read it. Raises TransportError."""
     where = conn.endpoint
@@ -47,7 +47,7 @@ def finish_profile(
         return HostProfile(host.name, where.address, where.port, ERROR, NEEDS_PASSWORD)
     try:
         out = parse_probe_output(res.stdout, res.stderr, nonce, host.fleet_root)
-        prof = judge_profile(out, host.name, where.address, where.port)
+        prof = judge_profile(out, host.name, where.address, where.port, window)
     except (ProbeFormatError, ValueError) as exc:
         tail = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else []
         why = f"{exc} (rc {res.rc}{': ' + tail[0] if tail else ''})"
@@ -67,7 +67,7 @@ def profile_host(host: Host, ctx: AuditContext, frequency: int = DEFAULT_FREQUEN
         return HostProfile(host.name, *where_of(host, ctx), UNREACHABLE, str(exc))
     try:
         ex, nonce = start_profile(conn, host, ctx, deadline, frequency)
-        prof = finish_profile(conn, ex, nonce, host, deadline)
+        prof = finish_profile(conn, ex, nonce, host, deadline, ctx.cpu_window)
     except (BecomeError, TransportError) as exc:
         prof = HostProfile(host.name, conn.endpoint.address, conn.endpoint.port, ERROR, str(exc))
     finally:
@@ -90,7 +90,7 @@ def probe_beside_profile(frequency: int = DEFAULT_FREQUENCY) -> HostWork:
         except BecomeError as exc:
             return HostResult(host.name, where.address, where.port, ERROR, str(exc), 0.0)
         result, _facts = probe_host(conn, host, ctx, deadline)
-        prof = finish_profile(conn, ex, nonce, host, deadline)
+        prof = finish_profile(conn, ex, nonce, host, deadline, ctx.cpu_window)
         prof.frequency = frequency
         result.profile = prof
         if result.status != ERROR or result.checks:

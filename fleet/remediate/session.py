@@ -117,7 +117,7 @@ class HostSession:
         try:
             res = self._run(stdin, self.deadline(window), "profile: ")
             out = parse_probe_output(res.stdout, res.stderr, nonce, self.host.fleet_root)
-            prof = judge_profile(out, self.host.name, where.address, where.port)
+            prof = judge_profile(out, self.host.name, where.address, where.port, window)
         except (StepFailed, ValueError) as exc:  # ProbeFormatError is a ValueError
             return HostProfile(self.host.name, where.address, where.port, ERROR, str(exc))
         prof.findings = profile_findings(prof, self.ctx.audit.playbook.profile)

@@ -60,3 +60,31 @@ c() {
   printf '%s end %s\n' "$N" "$n" >&4
   printf '\n'; s rc "$n" "$r"
 }
+
+# fd_owners FRAME GREP_ARGS...: the fdinfo lines of every process matching GREP_ARGS, framed
+# as FRAME, then the comm of each process they belong to ("comms"), so evidence names who
+# holds a BPF program. Reads every open file's fdinfo: only when nothing cheaper answers.
+fd_owners() {
+  fr=$1; shift
+  for d in "$R"/proc/[0-9]*/fdinfo; do break; done
+  [ -e "$d" ] || return 0  # no /proc to read: no frame, the fact stays unknown
+  x=$(grep -rsH "$@" "$R"/proc/[0-9]*/fdinfo)
+  s $fr  # unquoted: "fdinfo owners" is a tag and its argument
+  [ -n "$x" ] && printf '%s\n' "$x"
+  set --
+  seen='
+'
+  while IFS= read -r l; do
+    [ -n "$l" ] || continue
+    p=${l#"$R"/proc/}; p=${p%%/*}
+    case $seen in *"
+$p
+"*) continue ;; esac
+    seen="$seen$p
+"
+    set -- "$@" "$R/proc/$p/comm"
+  done <<EOF
+$x
+EOF
+  if [ $# -gt 0 ]; then s comms; grep -H '' -- "$@"; fi
+}

@@ -105,25 +105,7 @@ if fb bpftool; then c bpftool_prog "$B" prog show --json; fi
 if [ "$r" -ne 0 ]; then
   # No working bpftool (absent, or Ubuntu's wrapper without linux-tools for this kernel):
   # BPF program fds as /proc/PID/fdinfo shows them (other users' pids need root).
-  set -- "$R"/proc/[0-9]*/fdinfo
-  if [ -e "$1" ]; then
-    s fdinfo
-    x=$(grep -rsH -e '^prog_type:' -e '^prog_id:' -e '^prog_tag:' "$@")
-    [ -n "$x" ] && printf '%s\n' "$x"
-    # ...and the comm of each owner, so the evidence names who loaded them.
-    set --
-    seen=$nl
-    while IFS= read -r l; do
-      [ -n "$l" ] || continue
-      p=${l#"$R"/proc/}; p=${p%%/*}
-      case $seen in *"$nl$p$nl"*) continue ;; esac
-      seen="$seen$p$nl"
-      set -- "$@" "$R/proc/$p/comm"
-    done <<EOF
-$x
-EOF
-    if [ $# -gt 0 ]; then s comms; grep -H '' -- "$@"; fi
-  fi
+  fd_owners fdinfo -e '^prog_type:' -e '^prog_id:' -e '^prog_tag:'
 fi
 
 if [ "$W" -gt 0 ]; then

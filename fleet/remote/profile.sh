@@ -86,6 +86,11 @@ else
   sleep "$W"
 fi
 snap 2
+# Debian's bpftool prints no "pids": who holds each program, from the fds that hold it.
+if [ -n "$BT" ] && [ "$r" -eq 0 ]; then
+  o=$(FLEET_ROOT=$R $TO "$BT" prog show --json 2>/dev/null)
+  case $o in *'"pids"'* | '[]' | '') ;; *) fd_owners "fdinfo owners" -e '^prog_id:' ;; esac
+fi
 if [ -n "$ON" ]; then
   restore
   if [ -z "$ON" ]; then s env bpfstats_end restored; else s env bpfstats_end restore-failed; fi

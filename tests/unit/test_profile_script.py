@@ -42,7 +42,7 @@ def test_the_profile_folds_on_the_host_and_switches_bpf_stats_back_off(
     assert out.env["bpfstats"] == "enabled-by-fleet"
     assert out.env["bpfstats_end"] == "restored"
     assert (incident / BPF_STATS_FILE).read_text() == "0\n"
-    prof = judge_profile(out, "incident-1", "127.0.0.1", 22)
+    prof = judge_profile(out, "incident-1", "127.0.0.1", 22, 1)
     assert prof.sources[:2] == [PERF, BPF_STATS]
     assert prof.samples > 0 and prof.pct("probe") and prof.pct("probe") > 10
     assert any("switched off again" in n for n in prof.notes)
@@ -101,8 +101,29 @@ def test_a_host_without_perf_or_bpftool_gives_what_it_has_and_says_what_is_missi
     write(incident, "proc/811/fdinfo/7", "pos:\t0\nprog_type:\t2\nprog_id:\t41\nrun_time_ns:\t0\n")
     out, proc = run_profile(incident, str(bare / "sh"), path=str(bare))
     assert proc.returncode == 0, proc.stderr
-    prof = judge_profile(out, "h", "a", 22)
+    prof = judge_profile(out, "h", "a", 22, 1)
     assert prof.unavailable[PERF] == "not installed"
     assert out.env["bpfstats"] == "enabled-by-fleet" and out.env["bpfstats_end"] == "restored"
     assert [f["prog_id"] for _, f in out.snapshot_fdinfo["1"]] == ["41"]
     assert BPF_STATS in prof.sources and prof.samples == 0
+
+
+def test_programs_without_pids_get_their_owner_from_the_fds_that_hold_them(
+    incident: Path,
+) -> None:
+    # Debian's bpftool 7.1 prints no "pids" (tests/fixtures/captured-qemu/profile): the
+    # profile then reads which process holds each program's fd.
+    tool = write(
+        incident,
+        "usr/sbin/bpftool",
+        '#!/bin/sh\necho \'[{"id":41,"type":"kprobe","name":"tcp_v4_connect",'
+        '"run_time_ns":5000,"run_cnt":10}]\'\n',
+    )
+    tool.chmod(0o755)
+    write(incident, "proc/4242/fdinfo/9", "pos:\t0\nprog_type:\t2\nprog_id:\t41\n")
+    write(incident, "proc/4242/comm", "bpftrace\n")
+    out, proc = run_profile(incident)
+    assert proc.returncode == 0, proc.stderr
+    prof = judge_profile(out, "h", "a", 22, 1)
+    (prog,) = prof.programs
+    assert prog.owners == ("bpftrace[4242]",)
