@@ -107,6 +107,13 @@ def test_installed_fleet_audits_remediates_and_rolls_back_the_lab(
         assert {h["status"] for h in doc["hosts"]} == {"non-compliant"}
         assert len(doc["hosts"][0]["checks"]) == 7
 
+        # fold.awk and the lab's captured perf samples ship in the wheel: perf's samples are
+        # folded on the host and charged to the incident's probes.
+        prof = _run([fleet, "profile", "-i", inventory, "--window", "1", "--json"], tmp_path, env)
+        assert prof.returncode == 1, prof.stderr
+        profiled = json.loads(prof.stdout)["hosts"]
+        assert all(h["samples"] and h["shares_pct"]["probe"] > 10 for h in profiled), profiled
+
         host = doc["hosts"][0]["name"]
         fixed = _run([fleet, "remediate", "-i", inventory, "--host", host, "--apply", "--yes",
                       "--cpu-window", "1", "--settle", "0", "--json"], tmp_path, env)
