@@ -94,3 +94,19 @@ def test_ring_buffer_events_count_what_is_in_it_overwritten_or_read() -> None:
         (ring_events(after[0]) - ring_events(before[0])) / 5.0, abs=0.1
     )
     assert rate.total > 0
+
+
+def test_perf_refused_by_the_kernel_is_named_and_no_sample_is_invented() -> None:
+    # What perf 6.1 printed here for a user without CAP_PERFMON (perf_event_paranoid = 2).
+    from fleet.profile.judge import judge_profile
+    from fleet.remote.probe import CommandRun, ProbeOutput
+
+    host = QEMU.parent / "captured" / "profile"
+    err = (host / "perf_record.nonroot.stderr.txt").read_text()
+    rc = int((host / "perf_record.nonroot.rc.txt").read_text())
+    out = ProbeOutput(root="", complete=True)
+    out.commands["perf"] = CommandRun("perf", "/usr/bin/perf", rc, "", err)
+    out.env["perf_output"] = "folded"
+    prof = judge_profile(out, "h", "a", 22, 5)
+    assert prof.unavailable["perf"].startswith("not permitted (perf_event_paranoid")
+    assert prof.samples == 0 and prof.pct("probe") is None
