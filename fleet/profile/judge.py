@@ -127,11 +127,14 @@ def judge_profile(out: ProbeOutput, host: str, address: str, port: int, window: 
         prof.sources.append(BPF_STATS)
         prof.programs = program_use(before, after, seconds, cpus)
         if prof.bpf_stats == "enabled-by-fleet":
-            end = out.env.get("bpfstats_end")
-            prof.notes.append(
-                "kernel.bpf_stats_enabled was 0: switched on for the window, "
-                + ("switched off again" if end == "restored" else "COULD NOT be switched off")
+            end = {
+                "restored": "switched off again",
+                "restore-failed": "COULD NOT be switched off: sysctl -w kernel.bpf_stats_enabled=0",
+            }.get(
+                out.env.get("bpfstats_end", ""),
+                "its switch-off was not seen (output cut short; fleet audit warns if it stayed on)",
             )
+            prof.notes.append(f"kernel.bpf_stats_enabled was 0: switched on for the window, {end}")
 
     kp1, kp2 = _read(s1, "/kprobe_profile"), _read(s2, "/kprobe_profile")
     if kp1 and kp2 and kp1.ok and kp2.ok:
