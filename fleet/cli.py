@@ -84,6 +84,16 @@ def _add_target_options(
         default=20,
         help="hosts connecting or starting their probe at once (default 20)",
     )
+    if target == "--limit":  # reading commands; a remediation stays on one process
+        p.add_argument(
+            "--procs",
+            type=_positive_int,
+            metavar="N",
+            help="worker processes, each with its own threads (default: one per 500 hosts, "
+            "at most one per core)",
+        )
+    else:
+        p.set_defaults(procs=1)
     p.add_argument(
         "--max-open",
         type=_positive_int,

@@ -55,6 +55,8 @@ class AuditContext:
     forks: int = 20
     # --max-open: connections held open while their probes sample CPU.
     max_open: int = 256
+    # --procs: worker processes the hosts are dealt to (fleet.audit.procs); 1: this one.
+    procs: int = 1
     keys: KeyCache = field(default_factory=KeyCache)
     # name -> where and as whom to connect, resolved by `ssh -G` in prepare(), before any
     # host is contacted (fleet.transport.sshconfig).
@@ -189,6 +191,7 @@ def prepare(req: AuditRequest) -> tuple[list[Host], AuditContext, Path]:
     pattern, playbook or known_hosts file is a usage error (exit 2).
 
     Every host's SSH settings are resolved here, once, by OpenSSH (`ssh -G`, in parallel)."""
+    from fleet.audit.procs import default_procs
     from fleet.config.inventory import default_inventory_path, load_inventory
     from fleet.config.playbook import default_playbook_path, load_playbook
 
@@ -210,6 +213,7 @@ def prepare(req: AuditRequest) -> tuple[list[Host], AuditContext, Path]:
         host_timeout=req.timeout,
         forks=req.forks,
         max_open=req.max_open,
+        procs=req.procs or default_procs(len(hosts)),
         endpoints=resolved.endpoints,
         warnings=resolved.warnings,
     )
@@ -231,7 +235,18 @@ def audit_fleet(
     work: HostWork = _probe_only,
 ) -> AuditRun:
     """Audit every host: at most --forks connecting at once, at most --max-open connections
-    held open while their probes sample CPU. `work` runs over each host's connection."""
+    held open while their probes sample CPU. `work` runs over each host's connection. With
+    --procs above 1 the hosts are dealt to that many worker processes (fleet.audit.procs)."""
+    if ctx.procs > 1 and len(hosts) > 1:
+        from fleet.audit.procs import run_in_procs
+
+        return run_in_procs(
+            hosts,
+            ctx,
+            ctx.procs,
+            lambda shard, wctx, pf: audit_fleet(shard, wctx, pf, work),
+            progress,
+        )
     started = utc_now()
     forks = ctx.forks
     workers = max(forks, min(len(hosts), ctx.max_open)) if ctx.cpu_window > 0 else forks

@@ -17,6 +17,7 @@ class AuditRequest:
     playbook: Path | None = None
     forks: int = 20
     max_open: int = 256
+    procs: int | None = None  # --procs; None: fleet.audit.procs.default_procs
     cpu_window: int = 5
     connect_timeout: float = 10.0
     timeout: float | None = None
