@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, TypeVar
 
 from fleet.config.inventory import Host
-from fleet.model import ERROR, UNREACHABLE, AuditRun, HostResult, utc_now
 from fleet.transport.fanout import ProgressFactory, ProgressSink
+
+R = TypeVar("R")
 
 # Below this many hosts a run is over before a second process pays for itself.
 HOSTS_PER_PROC = 500
@@ -70,7 +71,7 @@ class _PipeSink:
 
 
 def _worker(
-    run: Callable[[list[Host], Any, ProgressFactory], AuditRun],
+    run: Callable[[list[Host], Any, ProgressFactory], list[Any]],
     hosts: list[Host],
     ctx: Any,
     conn: Connection,
@@ -96,15 +97,17 @@ def run_in_procs(
     hosts: list[Host],
     ctx: Any,
     procs: int,
-    run: Callable[[list[Host], Any, ProgressFactory], AuditRun],
+    run: Callable[[list[Host], Any, ProgressFactory], list[R]],
+    lost_host: Callable[[Host, str], R],
+    is_failure: Callable[[R], bool],
     progress: ProgressFactory | None = None,
-) -> AuditRun:
-    """`run(shard, ctx_for_worker, progress)` in `procs` forked workers; the merged run.
+) -> list[R]:
+    """`run(shard, ctx_for_worker, progress)` in `procs` forked workers; the results merged in
+    the hosts' order.
 
     `ctx` must have `forks` and `max_open` (AuditContext): each worker gets its share. A worker
-    that dies without answering leaves its hosts as `error: worker process lost`, never
-    dropped. Ctrl-C (KeyboardInterrupt here) kills every worker before it propagates."""
-    started = utc_now()
+    that dies without answering leaves its hosts as `lost_host(host, why)`, never dropped.
+    Ctrl-C (KeyboardInterrupt here) kills every worker before it propagates."""
     mp = multiprocessing.get_context("fork")
     sink: ProgressSink | None = progress(len(hosts)) if progress else None
     shards = deal(len(hosts), procs)
@@ -123,7 +126,7 @@ def run_in_procs(
         proc.start()
         send.close()
         workers[recv] = (w, proc)
-    results: dict[int, HostResult] = {}
+    results: dict[int, R] = {}
     counts: dict[int, tuple[int, int]] = {}
     lost: dict[int, str] = {}
     try:
@@ -142,10 +145,9 @@ def run_in_procs(
                 if msg[0] == "progress":
                     counts[w] = (msg[1], msg[2])
                 elif msg[0] == "result":
-                    for i, r in zip(shards[w], msg[1].hosts, strict=True):
+                    for i, r in zip(shards[w], msg[1], strict=True):
                         results[i] = r
-                    failed = sum(r.status in (UNREACHABLE, ERROR) for r in msg[1].hosts)
-                    counts[w] = (len(shards[w]), failed)
+                    counts[w] = (len(shards[w]), sum(map(is_failure, msg[1])))
                 elif msg[0] == "failed":
                     lost[w] = f"worker process failed: {msg[1]}"
                 if sink:
@@ -162,8 +164,7 @@ def run_in_procs(
     for w, why in lost.items():
         for i in shards[w]:
             if i not in results:
-                h = hosts[i]
-                results[i] = HostResult(h.name, h.address, h.port, ERROR, why, 0.0)
+                results[i] = lost_host(hosts[i], why)
     if sink:
         sink.finish()
-    return AuditRun(started, utc_now(), [results[i] for i in range(len(hosts))])
+    return [results[i] for i in range(len(hosts))]

@@ -240,13 +240,17 @@ def audit_fleet(
     if ctx.procs > 1 and len(hosts) > 1:
         from fleet.audit.procs import run_in_procs
 
-        return run_in_procs(
+        started = utc_now()
+        results = run_in_procs(
             hosts,
             ctx,
             ctx.procs,
-            lambda shard, wctx, pf: audit_fleet(shard, wctx, pf, work),
+            lambda shard, wctx, pf: audit_fleet(shard, wctx, pf, work).hosts,
+            lambda h, why: HostResult(h.name, h.address, h.port, ERROR, why, 0.0),
+            lambda r: r.status in (UNREACHABLE, ERROR),
             progress,
         )
+        return AuditRun(started, utc_now(), results)
     started = utc_now()
     forks = ctx.forks
     workers = max(forks, min(len(hosts), ctx.max_open)) if ctx.cpu_window > 0 else forks

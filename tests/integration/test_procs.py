@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from fleet import lab
-from tests.integration.conftest import audit_json, fleet_argv, fleet_env
+from tests.integration.conftest import audit_json, fleet_argv, fleet_env, run_fleet
 
 
 def _children(pid: int) -> list[int]:
@@ -41,6 +41,20 @@ def test_two_processes_give_one_processs_results_in_the_same_order(lab6: lab.Lab
     assert rc1 == rc2 == 5
     assert _summary(one) == _summary(two)
     assert [h["name"] for h in two["hosts"]] == lab6.hosts
+
+
+def test_the_profile_in_two_processes_keeps_the_hosts_order_and_verdicts(
+    lab6: lab.LabInfo,
+) -> None:
+    runs = []
+    for procs in ("1", "2"):
+        proc = run_fleet(
+            "profile", "-i", lab6.inventory, "--window", "1", "--json", "--procs", procs
+        )
+        runs.append(
+            (proc.returncode, [(h["host"], h["status"]) for h in json.loads(proc.stdout)["hosts"]])
+        )
+    assert runs[0] == runs[1] and runs[0][0] == 5
 
 
 def _start(info: lab.LabInfo, *args: str) -> subprocess.Popen[bytes]:
