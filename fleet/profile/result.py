@@ -69,10 +69,6 @@ class HostProfile:
         busy = [h for h in self.hooks if h.hits_per_s > 0]
         return busy[0].name if busy else None
 
-    @property
-    def source(self) -> str:
-        return self.sources[0] if self.sources else "-"
-
     def to_json(self, stacks: int = 20) -> dict[str, Any]:
         sh = self.shares
         return {

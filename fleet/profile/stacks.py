@@ -242,7 +242,6 @@ class StackShares:
     in_hooks: int = 0  # samples in probe or BPF machinery (either, counted once)
     lock_under_probe: int = 0  # spinning samples inside probe or BPF machinery
     hooked: Counter[str] = field(default_factory=Counter)
-    top_frames: Counter[str] = field(default_factory=Counter)  # self samples, per leaf
 
     def pct(self, kind: str) -> float:
         return self._pct(self.by_kind[kind])
@@ -264,8 +263,6 @@ def classify(folded: Counter[str]) -> StackShares:
         comm_and_frames = stack.split(";")
         frames = comm_and_frames[1:]
         out.samples += count
-        if frames:
-            out.top_frames[frames[-1]] += count
         kinds = [frame_kind(f) for f in frames]
         present = set(kinds)
         for kind in ("probe", "bpf", "tracing"):

@@ -10,22 +10,8 @@ import time
 from pathlib import Path
 
 from fleet import lab
+from fleet.lab.bastion import session_pids
 from tests.integration.conftest import audit_json, fleet_argv, fleet_env, run_fleet
-
-
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (the fleet CLI's forked workers)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(d.name))
-    return out
 
 
 def _summary(doc: dict) -> list[tuple[str, str, list[str]]]:
@@ -70,7 +56,7 @@ def _start(info: lab.LabInfo, *args: str) -> subprocess.Popen[bytes]:
 def _wait_for_workers(proc: subprocess.Popen[bytes]) -> list[int]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        workers = _children(proc.pid)
+        workers = session_pids(proc.pid)  # the CLI's forked workers
         if len(workers) >= 2:
             return workers
         time.sleep(0.05)
