@@ -92,8 +92,21 @@ def _add_target_options(
             help="worker processes, each with its own threads (default: one per 500 hosts, "
             "at most one per core)",
         )
+        p.add_argument(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="run the hosts on the workers of this Dask scheduler (tcp://HOST:8786; "
+            "needs pip install 'fleet[dask]')",
+        )
+        p.add_argument(
+            "--shard-by",
+            default="fleet_site",
+            metavar="VAR",
+            help="with --scheduler: a host's VAR value picks the Dask workers holding the "
+            "resource VAR:VALUE (default fleet_site)",
+        )
     else:
-        p.set_defaults(procs=1)
+        p.set_defaults(procs=1, scheduler=None, shard_by="fleet_site")
     p.add_argument(
         "--max-open",
         type=_positive_int,

@@ -97,7 +97,7 @@ def run_in_procs(
     hosts: list[Host],
     ctx: Any,
     procs: int,
-    run: Callable[[list[Host], Any, ProgressFactory], list[R]],
+    run: Callable[[list[Host], Any, ProgressFactory | None], list[R]],
     lost_host: Callable[[Host, str], R],
     is_failure: Callable[[R], bool],
     progress: ProgressFactory | None = None,
@@ -168,3 +168,20 @@ def run_in_procs(
     if sink:
         sink.finish()
     return [results[i] for i in range(len(hosts))]
+
+
+def run_elsewhere(
+    hosts: list[Host],
+    ctx: Any,
+    run: Callable[[list[Host], Any, ProgressFactory | None], list[R]],
+    lost_host: Callable[[Host, str], R],
+    is_failure: Callable[[R], bool],
+    progress: ProgressFactory | None = None,
+) -> list[R]:
+    """The run's hosts on Dask workers (`ctx.scheduler`, fleet.audit.cluster) or in
+    `ctx.procs` forked workers here; merged in the hosts' order either way."""
+    if ctx.scheduler:
+        from fleet.audit.cluster import run_on_dask
+
+        return run_on_dask(hosts, ctx, run, lost_host, is_failure, progress)
+    return run_in_procs(hosts, ctx, ctx.procs, run, lost_host, is_failure, progress)

@@ -6,8 +6,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from fleet.audit.checks import run_checks
 from fleet.audit.facts import HostFacts, host_facts
@@ -57,6 +58,10 @@ class AuditContext:
     max_open: int = 256
     # --procs: worker processes the hosts are dealt to (fleet.audit.procs); 1: this one.
     procs: int = 1
+    # --scheduler: a Dask scheduler whose workers run the hosts in shards (fleet.audit.cluster),
+    # each shard the hosts of one value of the host var --shard-by.
+    scheduler: str | None = None
+    shard_by: str = "fleet_site"
     keys: KeyCache = field(default_factory=KeyCache)
     # name -> where and as whom to connect, resolved by `ssh -G` in prepare(), before any
     # host is contacted (fleet.transport.sshconfig).
@@ -68,6 +73,14 @@ class AuditContext:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slots", threading.Semaphore(self.forks))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # To a Dask worker: the run's settings and endpoints; locks and caches (keys, parsed
+        # known_hosts, bastion connections) start empty there.
+        cached = {"keys", "_known", "_lock"}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return (_context_from, ({k: v for k, v in values.items() if k not in cached},))
+
 
     def endpoint(self, host: Host) -> Endpoint:
         """The host's endpoint; resolved now if prepare() did not (a hand-built context).
@@ -97,6 +110,10 @@ class AuditContext:
             self.ssh.connect_timeout + self.cpu_window + self.ssh.command_timeout
         )
         return start + budget
+
+
+def _context_from(values: dict[str, Any]) -> AuditContext:
+    return AuditContext(**values)
 
 
 def probe_host(
@@ -195,6 +212,8 @@ def prepare(req: AuditRequest) -> tuple[list[Host], AuditContext, Path]:
     from fleet.config.inventory import default_inventory_path, load_inventory
     from fleet.config.playbook import default_playbook_path, load_playbook
 
+    if req.scheduler and req.procs:
+        raise UsageError("--procs and --scheduler: choose one (a Dask worker is a process)")
     hosts = load_inventory(req.inventory or default_inventory_path()).select(req.limit)
     hosts = with_password(hosts, req.become_password)  # -K; a host's own password wins
     playbook_path = req.playbook or default_playbook_path()
@@ -213,7 +232,9 @@ def prepare(req: AuditRequest) -> tuple[list[Host], AuditContext, Path]:
         host_timeout=req.timeout,
         forks=req.forks,
         max_open=req.max_open,
-        procs=req.procs or default_procs(len(hosts)),
+        procs=1 if req.scheduler else req.procs or default_procs(len(hosts)),
+        scheduler=req.scheduler,
+        shard_by=req.shard_by,
         endpoints=resolved.endpoints,
         warnings=resolved.warnings,
     )
@@ -236,22 +257,20 @@ def audit_fleet(
 ) -> AuditRun:
     """Audit every host: at most --forks connecting at once, at most --max-open connections
     held open while their probes sample CPU. `work` runs over each host's connection. With
-    --procs above 1 the hosts are dealt to that many worker processes (fleet.audit.procs)."""
-    if ctx.procs > 1 and len(hosts) > 1:
-        from fleet.audit.procs import run_in_procs
+    --procs above 1 or --scheduler the hosts go to worker processes (run_elsewhere)."""
+    started = utc_now()
+    if ctx.scheduler or (ctx.procs > 1 and len(hosts) > 1):
+        from fleet.audit.procs import run_elsewhere
 
-        started = utc_now()
-        results = run_in_procs(
+        results = run_elsewhere(
             hosts,
             ctx,
-            ctx.procs,
             lambda shard, wctx, pf: audit_fleet(shard, wctx, pf, work).hosts,
             lambda h, why: HostResult(h.name, h.address, h.port, ERROR, why, 0.0),
             lambda r: r.status in (UNREACHABLE, ERROR),
             progress,
         )
         return AuditRun(started, utc_now(), results)
-    started = utc_now()
     forks = ctx.forks
     workers = max(forks, min(len(hosts), ctx.max_open)) if ctx.cpu_window > 0 else forks
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -67,6 +67,19 @@ class Host:
     var_sources: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False
     )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # To another process (a Dask worker): read-only views do not pickle, their dicts do.
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["vars"] = dict(self.vars)
+        values["var_sources"] = dict(self.var_sources)
+        return (_host_from, (values,))
+
+
+def _host_from(values: dict[str, Any]) -> Host:
+    values["vars"] = MappingProxyType(values["vars"])
+    values["var_sources"] = MappingProxyType(values["var_sources"])
+    return Host(**values)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ class AuditRequest:
     forks: int = 20
     max_open: int = 256
     procs: int | None = None  # --procs; None: fleet.audit.procs.default_procs
+    scheduler: str | None = None  # --scheduler: a Dask scheduler's address
+    shard_by: str = "fleet_site"
     cpu_window: int = 5
     connect_timeout: float = 10.0
     timeout: float | None = None

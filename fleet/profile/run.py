@@ -113,14 +113,13 @@ def profile_fleet(
     progress: ProgressFactory | None = None,
 ) -> list[HostProfile]:
     """Profile every host at once (up to --max-open): the windows overlap, as the audit's.
-    With --procs above 1 the hosts are dealt to that many worker processes."""
-    if ctx.procs > 1 and len(hosts) > 1:
-        from fleet.audit.procs import run_in_procs
+    With --procs above 1 or --scheduler the hosts go to worker processes (run_elsewhere)."""
+    if ctx.scheduler or (ctx.procs > 1 and len(hosts) > 1):
+        from fleet.audit.procs import run_elsewhere
 
-        return run_in_procs(
+        return run_elsewhere(
             hosts,
             ctx,
-            ctx.procs,
             lambda shard, wctx, pf: profile_fleet(shard, wctx, frequency, pf),
             lambda h, why: HostProfile(h.name, h.address, h.port, ERROR, why),
             lambda p: p.status != "ok",

@@ -96,6 +96,10 @@ class JumpPool:
         self._entries: dict[tuple[Any, ...], _Entry] = {}
         self.opens = 0  # bastion connections opened over the pool's life (tests, bench)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Live connections do not travel: another process (a Dask worker) opens its own.
+        return (JumpPool, ())
+
     def bastion(
         self,
         hops: tuple[Hop, ...],
