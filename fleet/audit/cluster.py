@@ -90,9 +90,7 @@ def plan_shards(
     for site, idx in by_site.items():
         resource = site_resource(var, site)
         for part in deal(len(idx), len(serving[resource])):
-            shards.append(
-                Shard(tuple(idx[j] for j in part), f"{var}={site}", resource, None)
-            )
+            shards.append(Shard(tuple(idx[j] for j in part), f"{var}={site}", resource, None))
     unserved: dict[int, str] = {}
     if rest and general:
         only = tuple(general) if serving else None

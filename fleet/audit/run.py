@@ -81,7 +81,6 @@ class AuditContext:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         return (_context_from, ({k: v for k, v in values.items() if k not in cached},))
 
-
     def endpoint(self, host: Host) -> Endpoint:
         """The host's endpoint; resolved now if prepare() did not (a hand-built context).
         Raises SSHError when OpenSSH refuses the host's settings."""
