@@ -171,10 +171,10 @@ def run_on_dask(
     shard; results merged in the hosts' order. Ctrl-C (KeyboardInterrupt) releases every
     shard before it propagates (a shard already running finishes its hosts: Dask cannot stop a
     running task, and an audit only reads)."""
+    client = connect(ctx.scheduler, ctx.ssh.connect_timeout)  # UsageError without Dask
     from distributed import wait
     from distributed.scheduler import KilledWorker
 
-    client = connect(ctx.scheduler, ctx.ssh.connect_timeout)
     sink = progress(len(hosts)) if progress else None
     results: dict[int, R] = {}
     pending: dict[Any, Shard] = {}

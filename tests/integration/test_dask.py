@@ -217,3 +217,21 @@ def test_shards_follow_fleet_site_and_a_site_whose_worker_is_gone_is_lost(
     errors = {h["name"]: h.get("error") or "" for h in doc2["hosts"]}
     assert _summary(doc2)[:3] == _summary(one)[:3], err2  # site a: untouched
     assert {errors[n] for n in b} == {"worker lost: no Dask worker left that may run fleet_site=b"}
+
+
+def test_a_scheduler_that_does_not_answer_is_a_usage_error_before_any_host(
+    lab6: lab.LabInfo,
+) -> None:
+    proc = run_fleet("audit", "-i", lab6.inventory, "--scheduler", "tcp://127.0.0.1:9",
+                     "--connect-timeout", "2")  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(
+        "fleet: error: --scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler"
+    )
+    both = run_fleet("audit", "-i", lab6.inventory, "--scheduler", "tcp://127.0.0.1:9",
+                     "--procs", "2")  # fmt: skip
+    assert both.returncode == 2
+    assert both.stderr.strip() == (
+        "fleet: error: --procs and --scheduler: choose one (a Dask worker is a process)"
+    )

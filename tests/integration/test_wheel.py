@@ -107,6 +107,15 @@ def test_installed_fleet_audits_remediates_and_rolls_back_the_lab(
         assert {h["status"] for h in doc["hosts"]} == {"non-compliant"}
         assert len(doc["hosts"][0]["checks"]) == 7
 
+        # Dask is an extra: without it --scheduler is a usage error before any host is touched.
+        nodask = _run([fleet, "audit", "-i", inventory, "--scheduler", "tcp://127.0.0.1:9"],
+                      tmp_path, env)
+        assert nodask.returncode == 2 and nodask.stdout == "", nodask
+        assert nodask.stderr.strip().splitlines() == [
+            "fleet: error: --scheduler tcp://127.0.0.1:9: Dask is not installed: "
+            "pip install 'fleet[dask]'"
+        ]
+
         # fold.awk and the lab's captured perf samples ship in the wheel: perf's samples are
         # folded on the host and charged to the incident's probes.
         prof = _run([fleet, "profile", "-i", inventory, "--window", "1", "--json"], tmp_path, env)
