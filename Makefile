@@ -124,6 +124,7 @@ bench: $(BENCH_STAMP) sshd
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/bastion.py
 	$(BENCH_VENV)/bin/python bench/profile.py
+	$(BENCH_VENV)/bin/python bench/scaling.py
 
 # `make bench-bastion`: 200 hosts behind one lab bastion, fleet's fabric channels vs one
 # `ssh -W` per host (FLEET_JUMP_VIA=ssh); bench/bastion.json. About 3 minutes on 2 cores.

@@ -80,6 +80,17 @@ def test_report_runs_on_the_cluster_too(lab6: lab.LabInfo, cluster: LocalCluster
     assert [h["name"] for h in doc["hosts"]] == lab6.hosts
 
 
+def test_the_profile_runs_on_the_cluster_with_the_same_verdicts(
+    lab6: lab.LabInfo, cluster: LocalCluster
+) -> None:
+    runs = []
+    for extra in ([], ["--scheduler", cluster.scheduler_address]):
+        proc = run_fleet("profile", "-i", lab6.inventory, "--window", "1", "--json", *extra)
+        hosts = json.loads(proc.stdout)["hosts"]
+        runs.append((proc.returncode, [(h["host"], h["status"]) for h in hosts]))
+    assert runs[0] == runs[1] and runs[0][0] == 5
+
+
 def _start_audit(inventory: Path, scheduler: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         fleet_argv("audit", "-i", inventory, "--json", "--scheduler", scheduler, *args),
