@@ -129,7 +129,9 @@ def guest(
     """The incident as booted: every tracing object planted again, the load running."""
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
     g = Guest(booted, tmp_path)
-    g.sh("fleet-e2e reset && fleet-e2e load start")
+    reset = g.sh("fleet-e2e reset && fleet-e2e load start")
+    if reset.stderr.strip():  # a stuck ebpf.plugin stop (fleet-e2e): worth the summary
+        report(f"reset: {reset.stderr.strip()}")
     yield g
     # A kernel oops fails the test that caused it, in the kernel's own words.
     oops = [line for line in booted.console.read_text(errors="replace").splitlines()
