@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import fleet
-from fleet.audit.procs import deal
+from fleet.audit.procs import deal, run_in_procs
 from fleet.config.inventory import Host
 from fleet.errors import UsageError
 from fleet.transport.fanout import ProgressFactory
@@ -122,13 +122,18 @@ class WorkerRefused(Exception):
 def _run_shard(
     version: str,
     run: Callable[[list[Host], Any, ProgressFactory | None], list[R]],
+    lost_host: Callable[[Host, str], R],
+    is_failure: Callable[[R], bool],
     hosts: list[Host],
     ctx: Any,
 ) -> list[R]:
     # Pickled by reference: the worker imports its own fleet, which must be the controller's.
     if version != fleet.__version__:
         raise WorkerRefused(f"Dask worker runs fleet {fleet.__version__}, controller {version}")
-    return run(hosts, ctx, None)
+    # In a child process, not among the worker's threads: a thread per connection beside the
+    # worker's profiler (sys._current_frames every 10 ms) deadlocked CPython 3.11 in bench
+    # runs, and the worker stopped heartbeating until the scheduler restarted it.
+    return run_in_procs(hosts, ctx, 1, run, lost_host, is_failure)
 
 
 def _workers(client: Any) -> list[WorkerInfo]:
@@ -196,6 +201,8 @@ def run_on_dask(
                 _run_shard,
                 fleet.__version__,
                 run,
+                lost_host,
+                is_failure,
                 [hosts[i] for i in shard.hosts],
                 sctx,
                 key=f"fleet-{run_id}-{shard.label.replace(' ', '-')}-{n}",

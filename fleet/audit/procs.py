@@ -12,6 +12,7 @@ them, and each result goes back to its host's place: same order, same exit code.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -28,6 +29,7 @@ R = TypeVar("R")
 
 # Below this many hosts a run is over before a second process pays for itself.
 HOSTS_PER_PROC = 500
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def usable_cores() -> int:
@@ -70,6 +72,11 @@ class _PipeSink:
         pass
 
 
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _worker(
     run: Callable[[list[Host], Any, ProgressFactory], list[Any]],
     hosts: list[Host],
@@ -77,8 +84,10 @@ def _worker(
     conn: Connection,
 ) -> None:
     # The parent stops its workers (Ctrl-C reaches the whole process group; only the parent
-    # decides). os._exit: no atexit handler or finaliser of the parent's runs twice.
+    # decides), and a parent killed outright takes them along (PR_SET_PDEATHSIG). os._exit:
+    # no atexit handler or finaliser of the parent's runs twice.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     code = 0
     try:
         sink = _PipeSink(conn)
@@ -91,6 +100,43 @@ def _worker(
         with contextlib.suppress(Exception):
             conn.close()
         os._exit(code)
+
+
+class _Forked:
+    """A forked worker: os.fork rather than multiprocessing.Process, which refuses to start
+    children from a daemonic process (a Dask worker's shard starts one, fleet.audit.cluster)."""
+
+    def __init__(self, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self.exitcode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: target ends in os._exit
+            try:
+                target(*args)
+            finally:
+                os._exit(1)
+
+    def _reap(self, flags: int) -> bool:
+        if self.exitcode is None:
+            try:
+                pid, status = os.waitpid(self.pid, flags)
+            except ChildProcessError:
+                pid, status = self.pid, 0
+            if pid == 0:
+                return False
+            self.exitcode = os.waitstatus_to_exitcode(status)
+        return True
+
+    def is_alive(self) -> bool:
+        return not self._reap(os.WNOHANG)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._reap(os.WNOHANG) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def run_in_procs(
@@ -108,7 +154,6 @@ def run_in_procs(
     `ctx` must have `forks` and `max_open` (AuditContext): each worker gets its share. A worker
     that dies without answering leaves its hosts as `lost_host(host, why)`, never dropped.
     Ctrl-C (KeyboardInterrupt here) kills every worker before it propagates."""
-    mp = multiprocessing.get_context("fork")
     sink: ProgressSink | None = progress(len(hosts)) if progress else None
     shards = deal(len(hosts), procs)
     workers: dict[Connection, tuple[int, Any]] = {}
@@ -119,11 +164,8 @@ def run_in_procs(
             max_open=share(ctx.max_open, len(shards), w),
             procs=1,
         )
-        recv, send = mp.Pipe(duplex=False)
-        proc = mp.Process(
-            target=_worker, args=(run, [hosts[i] for i in idx], wctx, send), daemon=True
-        )
-        proc.start()
+        recv, send = multiprocessing.Pipe(duplex=False)
+        proc = _Forked(_worker, (run, [hosts[i] for i in idx], wctx, send))
         send.close()
         workers[recv] = (w, proc)
     results: dict[int, R] = {}

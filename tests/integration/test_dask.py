@@ -153,6 +153,24 @@ def test_a_shard_whose_worker_dies_past_allowed_failures_is_reported_lost(
     assert all("worker" not in (h.get("error") or "") for h in others)
 
 
+def test_ctrl_c_releases_the_shards_and_exits_130(lab6: lab.LabInfo, cluster: LocalCluster) -> None:
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        proc = _start_audit(lab6.inventory, cluster.scheduler_address, "--cpu-window", "20")
+        deadline = time.monotonic() + 60
+        while not any(client.processing().values()):
+            assert time.monotonic() < deadline, "no shard started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and out == ""
+        # the running shards finish their hosts' windows; nothing is left queued or kept
+        deadline = time.monotonic() + 60
+        while any(client.processing().values()) or any(client.has_what().values()):
+            assert time.monotonic() < deadline, client.processing()
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def _site_worker(scheduler: str, site: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
     """`dask worker` as a person starts one beside a site's bastion; stopped by pid."""
