@@ -9,7 +9,8 @@ every configuration alike. Measured per run:
   wall        the CLI's start to its exit
   client CPU  user + system of the CLI and every process it started (forked --procs workers
               are reaped by it, so they count), plus, for Dask, the CPU the worker processes
-              and this process (the LocalCluster's scheduler and nannies) used meanwhile
+              and the shard processes they fork used meanwhile, and this process's (the
+              LocalCluster's scheduler and nannies)
   server CPU  the lab's sshd and everything under it (the hosts' side), from /proc
 
 The lab's sshd shares this machine's cores with the client: on 2 cores the server side
@@ -44,15 +45,6 @@ from fleet.lab.bastion import session_pids  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of one live process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def tree_cpu_s(pid: int) -> float:
     """A process and its live descendants, plus what its reaped children used."""
     total = 0.0
@@ -69,7 +61,7 @@ def run_once(
     inventory: Path, extra: list[str], env: dict[str, str], sshd_pid: int, others: list[int]
 ) -> dict[str, float]:
     server0 = tree_cpu_s(sshd_pid)
-    others0 = sum(proc_cpu_s(p) for p in others)
+    others0 = sum(tree_cpu_s(p) for p in others)
     before = os.times()
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -82,7 +74,7 @@ def run_once(
     cli = (after.children_user - before.children_user) + (
         after.children_system - before.children_system
     )
-    cluster = sum(proc_cpu_s(p) for p in others) - others0
+    cluster = sum(tree_cpu_s(p) for p in others) - others0
     if others:  # the scheduler thread of this process
         cluster += (after.user - before.user) + (after.system - before.system)
     doc = json.loads(proc.stdout or "{}")

@@ -6,7 +6,8 @@ resource `fleet_site:eu-west=1` runs only the shards of hosts whose `fleet_site`
 so a worker placed in a region or beside its bastion audits only that region. Hosts whose site
 no worker serves (or that have none) go to the workers that serve no site. The run's settings,
 endpoints and hosts travel with each shard (the worker needs the same fleet version, and the
-key and known_hosts files at the paths the controller resolved); results come back in the
+key and known_hosts files at the paths the controller resolved); on the worker each shard
+runs in a forked child process, away from the worker's own threads; results come back in the
 hosts' order.
 
 A worker that dies mid-shard: Dask re-runs the shard on another worker that may take it (an
