@@ -81,7 +81,8 @@ def run_once(
     hosts = doc.get("hosts", [])
     bad = [h for h in hosts if h["status"] in ("error", "unreachable")]
     if not hosts or bad:
-        raise SystemExit(f"audit {extra}: {len(bad)} hosts failed: {proc.stderr.strip()[-500:]}")
+        why = sorted({f"{h['status']}: {h.get('error')}" for h in bad})[:5]
+        raise SystemExit(f"audit {extra}: {len(bad)} hosts failed: {why} {proc.stderr[-500:]}")
     return {
         "wall_s": wall,
         "client_cpu_s": cli + cluster,
