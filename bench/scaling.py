@@ -15,9 +15,10 @@ every configuration alike. Measured per run:
 
 The lab's sshd shares this machine's cores with the client: on 2 cores the server side
 costs several times the client's CPU per host, so hosts/s here is bounded by the machine,
-not by the client. "client-bound hosts/s" is what the client alone would sustain on the
-cores it used (hosts / client CPU seconds x processes busy): the figure a controller whose
-hosts are elsewhere can expect. Writes bench/scaling.json and prints a markdown table.
+not by the client. "hosts per client CPU-second" is what one core of a controller whose
+hosts are elsewhere sustains (docs/performance.md builds the per-core model on it).
+`--from FILE` re-renders a saved bench/scaling.json. Writes bench/scaling.json and prints a
+markdown table.
 """
 
 from __future__ import annotations
@@ -96,32 +97,36 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = sorted({(r["config"], r["n"]) for r in runs}, key=lambda k: (k[1], k[0]))
     for config, n in keys:
         rs = [r for r in runs if r["config"] == config and r["n"] == n]
-        wall = statistics.median(r["wall_s"] for r in rs)
+        rates = [n / r["wall_s"] for r in rs]
         cpu = statistics.median(r["client_cpu_s"] for r in rs)
         server = statistics.median(r["server_cpu_s"] for r in rs)
-        procs = 1 if config == "1 proc" else 2
         rows.append({
             "config": config,
             "n": n,
             "runs": len(rs),
-            "hosts_per_s": n / wall,
+            "hosts_per_s": statistics.median(rates),
+            "hosts_per_s_range": [min(rates), max(rates)],
             "client_ms_per_host": 1000 * cpu / n,
             "server_ms_per_host": 1000 * server / n,
-            "client_bound_hosts_per_s": procs * n / cpu,
+            "hosts_per_client_cpu_s": n / cpu,
         })  # fmt: skip
     return rows
 
 
 def render(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| N | run | hosts/s | client CPU ms/host | sshd CPU ms/host | client-bound hosts/s |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| N | run | hosts/s (min-max) | client CPU ms/host | vs 1 proc | sshd + probe CPU "
+        "ms/host | hosts per client CPU-second |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
+    base = {r["n"]: r["client_ms_per_host"] for r in rows if r["config"] == "1 proc"}
     for r in rows:
+        lo, hi = r["hosts_per_s_range"]
+        ratio = r["client_ms_per_host"] / base[r["n"]] - 1 if r["n"] in base else 0.0
         out.append(
-            f"| {r['n']} | {r['config']} | {r['hosts_per_s']:.0f} | "
-            f"{r['client_ms_per_host']:.2f} | {r['server_ms_per_host']:.1f} | "
-            f"{r['client_bound_hosts_per_s']:.0f} |"
+            f"| {r['n']} | {r['config']} | {r['hosts_per_s']:.0f} ({lo:.0f}-{hi:.0f}) | "
+            f"{r['client_ms_per_host']:.2f} | {ratio:+.0%} | {r['server_ms_per_host']:.1f} | "
+            f"{r['hosts_per_client_cpu_s']:.0f} |"
         )
     return "\n".join(out)
 
@@ -129,10 +134,14 @@ def render(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="200,1000,2000")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--forks", type=int, default=20)
     ap.add_argument("--out", type=Path, default=HERE / "scaling.json")
+    ap.add_argument("--from", dest="saved", type=Path, help="render this scaling.json only")
     args = ap.parse_args(argv)
+    if args.saved:
+        print(render(summarise(json.loads(args.saved.read_text())["runs"])))
+        return 0
     from distributed import Client, LocalCluster
 
     env = {**os.environ, "HOME": tempfile.mkdtemp(prefix="fleet-bench-home-")}
