@@ -18,9 +18,11 @@ worker that may take the shard is left, its hosts are `error: worker lost ...`, 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -151,6 +153,12 @@ def connect(address: str, timeout: float) -> Any:
         raise UsageError(
             f"--scheduler {address}: Dask is not installed: pip install 'fleet[dask]'"
         ) from None
+    # Dask's own log lines (reconnect attempts, tracebacks) only with --debug: what went wrong
+    # reaches the user as one line, or as the hosts' errors.
+    if not logging.getLogger("fleet").isEnabledFor(logging.DEBUG):
+        for name in ["distributed", *logging.root.manager.loggerDict]:
+            if name.split(".")[0] == "distributed":  # Dask sets some children's levels itself
+                logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -215,10 +223,18 @@ def run_on_dask(
             pending[fut] = shard
         stranded: dict[Any, float] = {}  # future -> since when no worker may take it
         while pending:
-            with contextlib.suppress(TimeoutError), client.as_current():
-                wait(list(pending), timeout=1.0, return_when="FIRST_COMPLETED")
+            try:
+                # cancelled futures (the scheduler gone) are judged below, by their status
+                with contextlib.suppress(TimeoutError, CancelledError), client.as_current():
+                    wait(list(pending), timeout=1.0, return_when="FIRST_COMPLETED")
+                workers = _workers(client)
+            except OSError as exc:  # the scheduler went away (CommClosedError is an OSError)
+                why = f"worker lost: Dask scheduler {ctx.scheduler} lost: {exc}"
+                for shard in pending.values():
+                    results.update(_lost(hosts, shard, why, lost_host))
+                pending.clear()
+                break
             now = time.monotonic()
-            workers = _workers(client)
             for fut in list(pending):
                 shard = pending[fut]
                 if fut.status == "finished":

@@ -171,6 +171,23 @@ def test_ctrl_c_releases_the_shards_and_exits_130(lab6: lab.LabInfo, cluster: Lo
             time.sleep(0.2)
 
 
+def test_a_scheduler_that_goes_away_mid_run_leaves_every_host_an_error(
+    lab6: lab.LabInfo,
+) -> None:
+    with _cluster(2) as c, Client(c.scheduler_address, set_as_default=False) as client:
+        proc = _start_audit(lab6.inventory, c.scheduler_address, "--cpu-window", "20")
+        deadline = time.monotonic() + 60
+        while not any(client.processing().values()):
+            assert time.monotonic() < deadline, "no shard started"
+            time.sleep(0.05)
+        c.close()  # scheduler and workers gone, shards unfinished
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert "Traceback" not in err
+    doc = json.loads(out)
+    assert all(h["status"] == "error" and "lost" in h["error"] for h in doc["hosts"]), doc
+
+
 @contextlib.contextmanager
 def _site_worker(scheduler: str, site: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
     """`dask worker` as a person starts one beside a site's bastion; stopped by pid."""
