@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import fleet
-from fleet.audit.procs import deal, run_in_procs
+from fleet.audit.procs import ShardRun, deal, run_in_procs
 from fleet.config.inventory import Host
 from fleet.errors import UsageError
 from fleet.transport.fanout import ProgressFactory
@@ -124,7 +124,7 @@ class WorkerRefused(Exception):
 
 def _run_shard(
     version: str,
-    run: Callable[[list[Host], Any, ProgressFactory | None], list[R]],
+    run: ShardRun[R],
     lost_host: Callable[[Host, str], R],
     is_failure: Callable[[R], bool],
     hosts: list[Host],
@@ -176,7 +176,7 @@ def connect(address: str, timeout: float) -> Any:
 def run_on_dask(
     hosts: list[Host],
     ctx: Any,
-    run: Callable[[list[Host], Any, ProgressFactory | None], list[R]],
+    run: ShardRun[R],
     lost_host: Callable[[Host, str], R],
     is_failure: Callable[[R], bool],
     progress: ProgressFactory | None = None,

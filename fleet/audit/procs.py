@@ -26,6 +26,8 @@ from fleet.config.inventory import Host
 from fleet.transport.fanout import ProgressFactory, ProgressSink
 
 R = TypeVar("R")
+# What runs a shard of hosts in a worker: (hosts, the worker's context, progress) -> results.
+ShardRun = Callable[[list[Host], Any, ProgressFactory | None], list[R]]
 
 # Below this many hosts a run is over before a second process pays for itself.
 HOSTS_PER_PROC = 500
@@ -78,7 +80,7 @@ def _die_with_parent() -> None:
 
 
 def _worker(
-    run: Callable[[list[Host], Any, ProgressFactory], list[Any]],
+    run: ShardRun[Any],
     hosts: list[Host],
     ctx: Any,
     conn: Connection,
@@ -143,7 +145,7 @@ def run_in_procs(
     hosts: list[Host],
     ctx: Any,
     procs: int,
-    run: Callable[[list[Host], Any, ProgressFactory | None], list[R]],
+    run: ShardRun[R],
     lost_host: Callable[[Host, str], R],
     is_failure: Callable[[R], bool],
     progress: ProgressFactory | None = None,
@@ -215,7 +217,7 @@ def run_in_procs(
 def run_elsewhere(
     hosts: list[Host],
     ctx: Any,
-    run: Callable[[list[Host], Any, ProgressFactory | None], list[R]],
+    run: ShardRun[R],
     lost_host: Callable[[Host, str], R],
     is_failure: Callable[[R], bool],
     progress: ProgressFactory | None = None,
