@@ -214,6 +214,12 @@ def run_in_procs(
     return [results[i] for i in range(len(hosts))]
 
 
+def runs_elsewhere(ctx: Any, hosts: int) -> bool:
+    """Whether a run's hosts go to worker processes: a Dask scheduler, or --procs above 1
+    with more than one host to deal."""
+    return bool(ctx.scheduler) or (ctx.procs > 1 and hosts > 1)
+
+
 def run_elsewhere(
     hosts: list[Host],
     ctx: Any,

@@ -12,6 +12,7 @@ from typing import Any
 
 from fleet.audit.checks import run_checks
 from fleet.audit.facts import HostFacts, host_facts
+from fleet.audit.procs import run_elsewhere, runs_elsewhere
 from fleet.config.inventory import Host
 from fleet.config.playbook import Playbook
 from fleet.config.targets import AuditRequest
@@ -131,6 +132,13 @@ def probe_host(
     return judge_probe(res, nonce, host, conn.endpoint, ctx.playbook, ctx.cpu_window)
 
 
+def unreadable(exc: Exception, res: RunResult) -> str:
+    """Why a remote script's output could not be read: the parser's word, the exit code, and
+    the last line the shell wrote to stderr (often the real cause)."""
+    tail = res.stderr.strip().split("\n")[-1] if res.stderr.strip() else ""
+    return f"{exc} (rc {res.rc}{': ' + tail if tail else ''})"
+
+
 def judge_probe(
     res: RunResult, nonce: str, host: Host, where: Endpoint, playbook: Playbook, window: int
 ) -> tuple[HostResult, HostFacts | None]:
@@ -143,8 +151,7 @@ def judge_probe(
     try:
         out = parse_probe_output(res.stdout, res.stderr, nonce, host.fleet_root)
     except ProbeFormatError as exc:
-        tail = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else []
-        result.error = f"{exc} (rc {res.rc}{': ' + tail[0] if tail else ''})"
+        result.error = unreadable(exc, res)
         return result, None
     facts = host_facts(out, host.cpus)
     result.checks = run_checks(facts, playbook, window)
@@ -258,9 +265,7 @@ def audit_fleet(
     held open while their probes sample CPU. `work` runs over each host's connection. With
     --procs above 1 or --scheduler the hosts go to worker processes (run_elsewhere)."""
     started = utc_now()
-    if ctx.scheduler or (ctx.procs > 1 and len(hosts) > 1):
-        from fleet.audit.procs import run_elsewhere
-
+    if runs_elsewhere(ctx, len(hosts)):
         results = run_elsewhere(
             hosts,
             ctx,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+from fleet.audit.procs import run_elsewhere, runs_elsewhere
 from fleet.audit.run import (
     AuditContext,
     HostWork,
     host_failed,
     open_connection,
     probe_host,
+    unreadable,
     where_of,
 )
 from fleet.config.inventory import Host
@@ -49,9 +51,7 @@ def finish_profile(
         out = parse_probe_output(res.stdout, res.stderr, nonce, host.fleet_root)
         prof = judge_profile(out, host.name, where.address, where.port, window)
     except (ProbeFormatError, ValueError) as exc:
-        tail = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else []
-        why = f"{exc} (rc {res.rc}{': ' + tail[0] if tail else ''})"
-        return HostProfile(host.name, where.address, where.port, ERROR, why)
+        return HostProfile(host.name, where.address, where.port, ERROR, unreadable(exc, res))
     if prof.status == ERROR and res.rc == -1:
         prof.error = f"connection lost mid-output: {prof.error}"
     return prof
@@ -114,8 +114,7 @@ def profile_fleet(
 ) -> list[HostProfile]:
     """Profile every host at once (up to --max-open): the windows overlap, as the audit's.
     With --procs above 1 or --scheduler the hosts go to worker processes (run_elsewhere)."""
-    if ctx.scheduler or (ctx.procs > 1 and len(hosts) > 1):
-        from fleet.audit.procs import run_elsewhere
+    if runs_elsewhere(ctx, len(hosts)):
 
         return run_elsewhere(
             hosts,
